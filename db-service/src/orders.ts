@@ -1,0 +1,188 @@
+import { createHash } from "node:crypto";
+import { Code, type ServiceImpl } from "@connectrpc/connect";
+import type { OrderService } from "@merch/gen/merch/store/v1/order_pb";
+import { rpcError } from "@merch/kit/errors";
+import { and, desc, eq, lt, type SQL, sql } from "drizzle-orm";
+import { orderToProto } from "./convert.ts";
+import { constraintOf, type Db, sqlState } from "./db.ts";
+import { type OrderRow, orders } from "./schema.ts";
+import { Check, MAX_ID } from "./validation.ts";
+
+const DEFAULT_PAGE_SIZE = 20;
+
+// Raw statements below return the same camelCase row shape as drizzle's selects.
+const ORDER_COLUMNS = sql.raw(
+  `id, user_id AS "userId", product_id AS "productId", quantity, unit_price AS "unitPrice",
+   total_price AS "totalPrice", status, created_at AS "createdAt", cancelled_at AS "cancelledAt"`,
+);
+
+const orderNotFound = (id: number) => rpcError(Code.NotFound, "order_not_found", `order ${id} does not exist`);
+
+/** What an Idempotency-Key is bound to: the request it was first used with. */
+function requestHash(productId: number, quantity: number): string {
+  return createHash("sha256").update(`place-order:v1:${productId}:${quantity}`).digest("hex");
+}
+
+function encodePageToken(lastId: number): string {
+  return Buffer.from(JSON.stringify({ before: lastId })).toString("base64url");
+}
+
+function decodePageToken(token: string): number | undefined {
+  try {
+    const { before } = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as { before?: unknown };
+    return typeof before === "number" && Number.isInteger(before) && before > 0 && before <= MAX_ID
+      ? before
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function orderService(db: Db): ServiceImpl<typeof OrderService> {
+  async function rows(query: SQL): Promise<OrderRow[]> {
+    return (await db.execute(query)) as unknown as OrderRow[];
+  }
+
+  /** The order first placed with this key, or a refusal when the key was used for another request. */
+  async function replay(userId: number, key: string, hash: string) {
+    const [found] = await db.execute<OrderRow & { requestHash: string }>(sql`
+      SELECT k.request_hash AS "requestHash", o.id, o.user_id AS "userId", o.product_id AS "productId",
+             o.quantity, o.unit_price AS "unitPrice", o.total_price AS "totalPrice", o.status,
+             o.created_at AS "createdAt", o.cancelled_at AS "cancelledAt"
+      FROM idempotency_keys k JOIN orders o ON o.id = k.order_id
+      WHERE k.user_id = ${userId} AND k.key = ${key}`);
+    if (!found) return undefined;
+    if (found.requestHash !== hash) {
+      throw rpcError(
+        Code.FailedPrecondition,
+        "idempotency_key_reused",
+        "this Idempotency-Key was already used with a different request",
+      );
+    }
+    return { order: orderToProto(found), replayed: true };
+  }
+
+  /** Why no order was placed: the product, the user, or the stock. */
+  async function refusal(userId: number, productId: number, quantity: number): Promise<never> {
+    const [state] = await db.execute<{ stock: number | null; active: boolean | null }>(sql`
+      SELECT (SELECT stock FROM products WHERE id = ${productId}) AS stock,
+             (SELECT is_active FROM users WHERE id = ${userId}) AS active`);
+    if (state?.stock === null || state?.stock === undefined) {
+      throw rpcError(Code.NotFound, "product_not_found", `product ${productId} does not exist`);
+    }
+    if (state.active === null) throw rpcError(Code.NotFound, "user_not_found", `user ${userId} does not exist`);
+    if (!state.active) throw rpcError(Code.PermissionDenied, "account_deactivated", "the account is deactivated");
+    throw rpcError(
+      Code.FailedPrecondition,
+      "insufficient_stock",
+      `only ${state.stock} left in stock, ${quantity} requested`,
+    );
+  }
+
+  return {
+    async placeOrder(req) {
+      const check = new Check()
+        .id("user_id", req.userId)
+        .id("product_id", req.productId)
+        .intRange("quantity", req.quantity, 1, 3);
+      if (req.idempotencyKey !== "") check.idempotencyKey("idempotency_key", req.idempotencyKey);
+      check.done();
+      const { userId, productId, quantity } = req;
+      const key = req.idempotencyKey === "" ? undefined : req.idempotencyKey;
+      const hash = requestHash(productId, quantity);
+      if (key !== undefined) {
+        const earlier = await replay(userId, key, hash);
+        if (earlier) return earlier;
+      }
+      // One statement, so one implicit transaction: the stock decrement is conditional and
+      // atomic (no oversell under any concurrency), the price is read in the same row lock,
+      // and the key row commits with the order or not at all.
+      const recordKey =
+        key === undefined
+          ? sql``
+          : sql`, k AS (
+              INSERT INTO idempotency_keys (user_id, key, request_hash, order_id)
+              SELECT ${userId}, ${key}, ${hash}, o.id FROM o)`;
+      let placed: OrderRow[];
+      try {
+        placed = await rows(sql`
+          WITH p AS (
+            UPDATE products SET stock = stock - ${quantity}
+            WHERE id = ${productId} AND stock >= ${quantity}
+              AND EXISTS (SELECT 1 FROM users WHERE id = ${userId} AND is_active)
+            RETURNING id, price
+          ), o AS (
+            INSERT INTO orders (user_id, product_id, quantity, unit_price)
+            SELECT ${userId}, p.id, ${quantity}, p.price FROM p
+            RETURNING ${ORDER_COLUMNS}
+          )${recordKey}
+          SELECT * FROM o`);
+      } catch (err) {
+        // A concurrent request with the same key committed first: answer as it did.
+        if (key !== undefined && sqlState(err) === "23505" && constraintOf(err) === "idempotency_keys_pkey") {
+          const earlier = await replay(userId, key, hash);
+          if (earlier) return earlier;
+        }
+        throw err;
+      }
+      const [row] = placed;
+      if (!row) return refusal(userId, productId, quantity);
+      return { order: orderToProto(row), replayed: false };
+    },
+
+    async getOrder(req) {
+      new Check().id("user_id", req.userId).id("order_id", req.orderId).done();
+      const [row] = await db
+        .select()
+        .from(orders)
+        .where(and(eq(orders.id, req.orderId), eq(orders.userId, req.userId)));
+      if (!row) throw orderNotFound(req.orderId);
+      return { order: orderToProto(row) };
+    },
+
+    async listOrders(req) {
+      const before = req.pageToken === "" ? undefined : decodePageToken(req.pageToken);
+      new Check()
+        .id("user_id", req.userId)
+        .intRange("page_size", req.pageSize, 0, 100)
+        .require("page_token", req.pageToken === "" || before !== undefined, "is not a token this service issued")
+        .done();
+      const size = req.pageSize === 0 ? DEFAULT_PAGE_SIZE : req.pageSize;
+      const page = await db
+        .select()
+        .from(orders)
+        .where(and(eq(orders.userId, req.userId), before === undefined ? undefined : lt(orders.id, before)))
+        .orderBy(desc(orders.id))
+        .limit(size + 1);
+      const more = page.length > size;
+      const items = more ? page.slice(0, size) : page;
+      const last = items.at(-1);
+      return {
+        orders: items.map(orderToProto),
+        nextPageToken: more && last ? encodePageToken(last.id) : "",
+      };
+    },
+
+    async cancelOrder(req) {
+      new Check().id("user_id", req.userId).id("order_id", req.orderId).done();
+      // The status condition makes the stock come back exactly once: a second cancel, even a
+      // concurrent one, waits for the row lock, then finds the order no longer placed.
+      const [cancelled] = await rows(sql`
+        WITH o AS (
+          UPDATE orders SET status = 'cancelled', cancelled_at = now()
+          WHERE id = ${req.orderId} AND user_id = ${req.userId} AND status = 'placed'
+          RETURNING ${ORDER_COLUMNS}
+        ), restock AS (
+          UPDATE products SET stock = products.stock + o.quantity FROM o WHERE products.id = o."productId"
+        )
+        SELECT * FROM o`);
+      if (cancelled) return { order: orderToProto(cancelled) };
+      const [row] = await db
+        .select()
+        .from(orders)
+        .where(and(eq(orders.id, req.orderId), eq(orders.userId, req.userId)));
+      if (!row) throw orderNotFound(req.orderId);
+      return { order: orderToProto(row) };
+    },
+  };
+}

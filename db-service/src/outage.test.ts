@@ -1,0 +1,76 @@
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { Code, createClient } from "@connectrpc/connect";
+import { Health, HealthCheckResponse_ServingStatus as Status } from "@merch/gen/grpc/health/v1/health_pb";
+import { type DbStack, startDbStack, TRANSPORTS } from "../../test/support/db-stack.ts";
+import { rejectsFields, rejectsWith } from "../../test/support/rpc-assert.ts";
+
+let stack: DbStack;
+before(async () => {
+  stack = await startDbStack();
+});
+after(() => stack?.stop());
+
+/** Resolves when the server's overall health reaches `want`, as reported by Watch. */
+async function healthBecomes(want: number): Promise<void> {
+  const health = createClient(Health, stack.transport("gRPC over h2c"));
+  for await (const update of health.watch({ service: "" }, { signal: AbortSignal.timeout(20_000) })) {
+    if (update.status === want) return;
+  }
+}
+
+const longEmail = `${"a".repeat(250)}@example.com`;
+
+test("while PostgreSQL is down: bad input is INVALID_ARGUMENT (it never reaches the database), good input UNAVAILABLE, health NOT_SERVING", async () => {
+  const health = createClient(Health, stack.transport("gRPC over h2c"));
+  assert.equal((await health.check({ service: "" })).status, Status.SERVING);
+  assert.equal((await health.check({ service: "merch.store.v1.OrderService" })).status, Status.SERVING);
+
+  await stack.pg.stop();
+  await healthBecomes(Status.NOT_SERVING);
+  assert.equal((await health.check({ service: "merch.store.v1.UserService" })).status, Status.NOT_SERVING);
+
+  for (const transport of TRANSPORTS) {
+    const c = stack.clients(transport);
+    const opts = { timeoutMs: 15_000 };
+    // A query would fail with UNAVAILABLE now; INVALID_ARGUMENT proves none was attempted.
+    await rejectsFields(
+      c.users.registerUser({ sid: "", username: "", email: "a@b.co", password: "long enough" }, opts),
+      ["sid", "username"],
+    );
+    await rejectsFields(
+      c.users.registerUser({ sid: "s1", username: "okname", email: longEmail, password: "long enough" }, opts),
+      ["email"],
+    );
+    await rejectsFields(
+      c.users.registerUser({ sid: "s1", username: "okname", email: "x@y.io", password: "short" }, opts),
+      ["password"],
+    );
+    await rejectsFields(c.orders.placeOrder({ userId: 1, productId: 1, quantity: 0 }, opts), ["quantity"]);
+    await rejectsFields(c.orders.placeOrder({ userId: 1, productId: 1, quantity: 4 }, opts), ["quantity"]);
+    await rejectsFields(c.orders.placeOrder({ userId: 1, productId: -1, quantity: 1 }, opts), ["product_id"]);
+    await rejectsFields(
+      c.orders.placeOrder({ userId: 1, productId: 1, quantity: 1, idempotencyKey: "line\nbreak" }, opts),
+      ["idempotency_key"],
+    );
+    await rejectsFields(c.products.getProduct({ id: -7 }, opts), ["id"]);
+    await rejectsFields(c.orders.getOrder({ userId: 1, orderId: -1 }, opts), ["order_id"]);
+    await rejectsFields(c.orders.cancelOrder({ userId: 0, orderId: 1 }, opts), ["user_id"]);
+    await rejectsFields(c.orders.listOrders({ userId: 1, pageToken: "%%%" }, opts), ["page_token"]);
+    await rejectsFields(c.users.updateUser({ userId: 1 }, opts), ["body"]);
+    await rejectsFields(c.users.authenticateUser({ password: "whatever1" }, opts), ["login"]);
+
+    // Valid calls fail fast and clearly instead of hanging or crashing.
+    await rejectsWith(c.products.listProducts({}, opts), Code.Unavailable, "database_unavailable");
+    await rejectsWith(
+      c.orders.placeOrder({ userId: 1, productId: 1, quantity: 1 }, opts),
+      Code.Unavailable,
+      "database_unavailable",
+    );
+  }
+
+  await stack.pg.start();
+  await healthBecomes(Status.SERVING);
+  const { products } = await stack.clients("Connect JSON over HTTP/1.1").products.listProducts({});
+  assert.equal(products.length, 3);
+});

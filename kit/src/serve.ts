@@ -1,0 +1,91 @@
+import type { DescService } from "@bufbuild/protobuf";
+import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { Logger } from "pino";
+import { withCors } from "./cors.ts";
+import { HealthRegistry } from "./health.ts";
+import { type DualHandler, listenDual } from "./listener.ts";
+import { registerReflection } from "./reflection.ts";
+
+export interface RpcServerOptions {
+  port: number;
+  host?: string;
+  /** The services `routes` registers; health and reflection report exactly these. */
+  services: readonly DescService[];
+  routes: (router: ConnectRouter) => void;
+  corsOrigins: readonly string[];
+  logger: Logger;
+  interceptors?: Interceptor[];
+  /** Largest request message accepted, in bytes. */
+  readMaxBytes?: number;
+  /** Plain HTTP GET endpoints next to the RPCs, by path (for example "/metrics"). */
+  httpRoutes?: Readonly<Record<string, DualHandler>>;
+}
+
+export interface RpcServer {
+  readonly port: number;
+  readonly health: HealthRegistry;
+  /** Aborted when the server starts to shut down, so long-lived streams can wrap up. */
+  readonly shutdownSignal: AbortSignal;
+  close(graceMs?: number): Promise<void>;
+}
+
+/**
+ * One port that answers gRPC, gRPC-Web and Connect (JSON and binary) over HTTP/1.1 and h2c,
+ * with gRPC health checking and server reflection next to the given services.
+ */
+export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer> {
+  const health = new HealthRegistry(opts.services.map((s) => s.typeName));
+  const shutdown = new AbortController();
+  const handler = connectNodeAdapter({
+    routes(router) {
+      opts.routes(router);
+      health.register(router);
+      registerReflection(router, opts.services);
+    },
+    interceptors: [logErrors(opts.logger), ...(opts.interceptors ?? [])],
+    shutdownSignal: shutdown.signal,
+    readMaxBytes: opts.readMaxBytes ?? 4 * 1024 * 1024,
+    // A caller that asks for more than a minute is almost certainly wrong.
+    maxTimeoutMs: 60_000,
+    fallback(req, res) {
+      const path = (req.url ?? "/").split("?")[0] ?? "/";
+      const route = opts.httpRoutes?.[path];
+      if (route && (req.method === "GET" || req.method === "HEAD")) return route(req, res);
+      res.writeHead(404, { "content-type": "text/plain" });
+      res.end("not found\n");
+    },
+  });
+  const listener = await listenDual(withCors(handler, opts.corsOrigins), {
+    port: opts.port,
+    ...(opts.host === undefined ? {} : { host: opts.host }),
+  });
+  opts.logger.info({ port: listener.port }, "listening (gRPC, gRPC-Web, Connect; HTTP/1.1 and h2c)");
+  return {
+    port: listener.port,
+    health,
+    shutdownSignal: shutdown.signal,
+    async close(graceMs = 10_000) {
+      health.set("NOT_SERVING");
+      shutdown.abort();
+      await listener.close(graceMs);
+    },
+  };
+}
+
+/** Logs failed calls: client mistakes at debug, server faults at error. */
+function logErrors(logger: Logger): Interceptor {
+  return (next) => async (req) => {
+    try {
+      return await next(req);
+    } catch (err) {
+      const ce = ConnectError.from(err);
+      const serverFault = [Code.Internal, Code.Unknown, Code.DataLoss, Code.Unavailable].includes(ce.code);
+      logger[serverFault ? "error" : "debug"](
+        { procedure: req.url, code: Code[ce.code], err: serverFault ? err : undefined },
+        ce.rawMessage,
+      );
+      throw err;
+    }
+  };
+}

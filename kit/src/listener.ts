@@ -31,7 +31,14 @@ export async function listenDual(handler: DualHandler, opts: { port: number; hos
   let active = 0;
   const tracked: DualHandler = (req, res) => {
     active++;
-    res.once("close", () => active--);
+    // Done once the response is written: a client may keep its own side of a stream open.
+    let counted = true;
+    const done = () => {
+      if (counted) active--;
+      counted = false;
+    };
+    res.once("finish", done);
+    res.once("close", done);
     handler(req, res);
   };
   const h1 = http.createServer({ keepAliveTimeout: 65_000 }, tracked);

@@ -1,0 +1,118 @@
+import assert from "node:assert/strict";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { createLogger } from "@merch/kit/logger";
+import { freePort } from "../../scripts/postgres.ts";
+import { runService, type ServiceProcess } from "../../scripts/stack.ts";
+import { type LogClients, logClients } from "./clients.ts";
+import { EventLog } from "./event-log.ts";
+
+// The gateway's log pipeline against a real log-service process (file sink, so each test can
+// read exactly what was published).
+
+let dir: string;
+let service: ServiceProcess;
+let clients: LogClients;
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), "merch-eventlog-"));
+  chmodSync(dir, 0o755);
+  const port = await freePort();
+  service = runService("log-service", port, { DATA_DIR: dir }, "capture");
+  clients = logClients(service.url);
+  await waitServing();
+});
+after(async () => {
+  clients?.close();
+  await service?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function waitServing(): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    try {
+      await clients.health.check({ service: "" }, { timeoutMs: 500 });
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  throw new Error(`log-service did not start:\n${service.output()}`);
+}
+
+function published(): { id: string; event: string; message: string; service: string }[] {
+  const file = join(dir, "log-channel.jsonl");
+  if (!existsSync(file)) return [];
+  return readFileSync(file, "utf8")
+    .split("\n")
+    .filter((l) => l !== "")
+    .map((l) => JSON.parse(l));
+}
+
+async function until(condition: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+test("events sent across a log-service restart all arrive, none twice", async () => {
+  const log = new EventLog(clients.logs, createLogger("gateway", "silent"), { maxEvents: 10_000, ackAfterMs: 200 });
+  const run = `restart-${Date.now()}`;
+  let sent = 0;
+  const emit = () => log.emit({ level: "info", event: run, message: String(sent++) });
+  for (let i = 0; i < 50; i++) emit();
+  await service.stop();
+  for (let i = 0; i < 50; i++) emit(); // while log-service is down
+  assert.ok(log.stats().queued + log.stats().in_flight > 0);
+  service.start();
+  await waitServing();
+  for (let i = 0; i < 50; i++) emit();
+  await until(() => published().filter((e) => e.event === run).length >= 150, "150 events");
+  await log.close(5000);
+  const mine = published().filter((e) => e.event === run);
+  assert.equal(mine.length, 150);
+  assert.equal(new Set(mine.map((e) => e.id)).size, 150);
+  assert.deepEqual(
+    mine.map((e) => Number(e.message)).sort((a, b) => a - b),
+    Array.from({ length: 150 }, (_, i) => i),
+  );
+  assert.ok(mine.every((e) => e.service === "gateway"));
+  assert.equal(log.stats().dropped, 0);
+});
+
+test("while log-service is down the buffer is bounded; what does not fit is counted, the rest arrives", async () => {
+  const log = new EventLog(clients.logs, createLogger("gateway", "silent"), { maxEvents: 100, ackAfterMs: 200 });
+  const run = `bounded-${Date.now()}`;
+  await service.stop();
+  for (let i = 0; i < 130; i++) log.emit({ level: "warn", event: run, message: String(i) });
+  assert.equal(log.stats().dropped, 30);
+  service.start();
+  await waitServing();
+  await until(() => published().filter((e) => e.event === run).length >= 100, "100 events");
+  await log.close(5000);
+  const mine = published().filter((e) => e.event === run);
+  assert.equal(mine.length, 100);
+  assert.deepEqual(
+    mine.map((e) => Number(e.message)).sort((a, b) => a - b),
+    Array.from({ length: 100 }, (_, i) => i),
+  );
+});
+
+test("attributes that look like secrets never leave the gateway", async () => {
+  const log = new EventLog(clients.logs, createLogger("gateway", "silent"), { maxEvents: 100, ackAfterMs: 100 });
+  const run = `secret-${Date.now()}`;
+  log.emit({
+    level: "info",
+    event: run,
+    message: "m",
+    attributes: { password: "hunter2hunter2", access_token: "abc.def.ghi", Authorization: "Bearer x", order_id: "7" },
+  });
+  await until(() => published().some((e) => e.event === run), "the event");
+  await log.close(5000);
+  const line = JSON.stringify(published().find((e) => e.event === run));
+  assert.ok(!/hunter2|abc\.def|Bearer/.test(line), line);
+  assert.match(line, /"order_id":"7"/);
+});

@@ -1,0 +1,77 @@
+import type { ErrorObject } from "ajv";
+import { Ajv2020 } from "ajv/dist/2020.js";
+import addFormatsModule from "ajv-formats";
+import type { FastifySchemaCompiler } from "fastify";
+import type { FieldError } from "./problems.ts";
+
+// ajv-formats is CommonJS with a default export.
+const addFormats = addFormatsModule as unknown as (ajv: Ajv2020) => Ajv2020;
+
+/**
+ * Request validation from the OpenAPI 3.1 schemas (JSON Schema 2020-12). Bodies are taken as
+ * they are: no coercion, no defaults, and unknown fields refused. Path, query and header
+ * values arrive as text, so they are coerced to the declared types.
+ */
+export function validatorCompiler(): FastifySchemaCompiler<Record<string, unknown>> {
+  const strictAjv = addFormats(
+    new Ajv2020({ allErrors: true, coerceTypes: false, useDefaults: false, strict: true, strictRequired: false }),
+  );
+  const textAjv = addFormats(
+    new Ajv2020({ allErrors: true, coerceTypes: true, useDefaults: true, strict: true, strictRequired: false }),
+  );
+  return ({ schema, httpPart }) => (httpPart === "body" ? strictAjv : textAjv).compile(schema);
+}
+
+const HEADER_NAMES: Record<string, string> = { "idempotency-key": "Idempotency-Key" };
+const PATTERN_RULES: Record<string, string> = {
+  sid: "must be 1 to 15 letters or digits",
+  username: "must be 3 to 50 characters of A-Z, a-z, 0-9, _ . -",
+  cursor: "is not a cursor this API issued",
+  "idempotency-key": "must be 1 to 255 printable ASCII characters",
+};
+
+/** ajv's errors as the contract's `errors: [{field, message}]`, one entry per field. */
+export function fieldErrors(errors: ErrorObject[], part: string | undefined): FieldError[] {
+  const out = new Map<string, string>();
+  const add = (field: string, message: string) => {
+    const name = part === "headers" ? (HEADER_NAMES[field] ?? field) : field;
+    if (!out.has(name)) out.set(name, message);
+  };
+  // The branch errors under oneOf/anyOf only repeat what their summary says.
+  const relevant = errors.filter((e) => !(e.keyword === "required" && /(one|any)Of\//.test(e.schemaPath)));
+  for (const e of relevant) {
+    const path = e.instancePath.replace(/^\//, "").replaceAll("/", ".");
+    const at = (child: string) => (path === "" ? child : `${path}.${child}`);
+    switch (e.keyword) {
+      case "required":
+        add(at(String(e.params.missingProperty)), "is required");
+        break;
+      case "dependentRequired":
+        add(at(String(e.params.missingProperty)), `is required with ${String(e.params.property)}`);
+        break;
+      case "additionalProperties":
+        add(at(String(e.params.additionalProperty)), "is not allowed");
+        break;
+      case "oneOf":
+        add(path || "body", "give exactly one of username and sid");
+        break;
+      case "anyOf":
+      case "minProperties":
+        add(path || "body", "give at least one of username, email and password");
+        break;
+      case "type":
+        if (path === "") add(part === "body" ? "body" : (part ?? "request"), "must be a JSON object");
+        else add(path, `must be ${e.params.type === "integer" ? "an integer" : `of type ${String(e.params.type)}`}`);
+        break;
+      case "pattern":
+        add(path, PATTERN_RULES[path] ?? "has characters or a length that are not allowed");
+        break;
+      case "format":
+        add(path, e.params.format === "email" ? "must be a valid email address" : `must be a valid ${e.params.format}`);
+        break;
+      default:
+        add(path || (part ?? "body"), e.message ?? "is invalid");
+    }
+  }
+  return [...out].map(([field, message]) => ({ field, message }));
+}

@@ -39,7 +39,8 @@ const LEVELS: Record<Level, LogLevel> = {
   warn: LogLevel.WARN,
   error: LogLevel.ERROR,
 };
-const SECRET_KEY = /pass|secret|token|authorization|cookie|hash/i;
+// The same keys log-service refuses, and a few more: an event with one would be rejected whole.
+const SECRET_KEY = /pass|secret|token|authorization|cookie|hash|api_key|credential/i;
 const BATCH = 200;
 
 export interface EventLogOptions {

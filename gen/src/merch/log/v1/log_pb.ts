@@ -275,8 +275,11 @@ export const LogLevelSchema: GenEnum<LogLevel> = /*@__PURE__*/
  */
 export const LogService: GenService<{
   /**
-   * StreamLogs is the long-lived client stream the gateway keeps open. Invalid events do not
-   * end the stream: they are counted and reported in the response.
+   * StreamLogs is the long-lived client stream the gateway keeps open. Events are handled in
+   * the order sent; the response's accepted + rejected counts the first events of the stream,
+   * and the client resends the rest on a new stream. Invalid events do not end the stream: they
+   * are counted and reported. log-service may answer before the client half-closes: when it
+   * shuts down, or when it has no room to store events (Kafka away and spool full).
    *
    * @generated from rpc merch.log.v1.LogService.StreamLogs
    */
@@ -287,7 +290,8 @@ export const LogService: GenService<{
   },
   /**
    * WriteLogs accepts one batch, for clients that cannot stream (browsers, HTTP/1.1).
-   * The whole batch is refused with INVALID_ARGUMENT when any event is invalid.
+   * The whole batch is refused with INVALID_ARGUMENT when any event is invalid, and with
+   * RESOURCE_EXHAUSTED (reason log_buffer_full) when it cannot be stored now; retry later.
    *
    * @generated from rpc merch.log.v1.LogService.WriteLogs
    */

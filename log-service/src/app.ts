@@ -1,0 +1,89 @@
+import { LogService } from "@merch/gen/merch/log/v1/log_pb";
+import type { DualHandler } from "@merch/kit/listener";
+import type { Logger } from "@merch/kit/logger";
+import { startRpcServer } from "@merch/kit/serve";
+import type { LogServiceConfig } from "./config.ts";
+import { FileSink } from "./file-sink.ts";
+import { KafkaSink } from "./kafka-sink.ts";
+import { logRpc } from "./log-rpc.ts";
+import { Counters, renderMetrics } from "./metrics.ts";
+import type { Sink } from "./sink.ts";
+
+export interface LogServiceHandle {
+  readonly port: number;
+  /** Answers open streams with their counts, makes everything accepted durable, then stops. */
+  close(): Promise<void>;
+}
+
+const HEALTH_INTERVAL_MS = 5000;
+
+export async function startLogService(config: LogServiceConfig, logger: Logger): Promise<LogServiceHandle> {
+  const counters = new Counters();
+  const sink: Sink =
+    config.kafkaBrokers.length > 0
+      ? await KafkaSink.start({
+          brokers: config.kafkaBrokers,
+          clientId: config.kafkaClientId,
+          topic: config.kafkaTopic,
+          partitions: config.kafkaPartitions,
+          replicationFactor: config.kafkaReplicationFactor,
+          dataDir: config.dataDir,
+          spoolMaxBytes: config.spoolMaxBytes,
+          counters,
+          logger,
+        })
+      : await FileSink.open(config.dataDir, counters, logger);
+
+  const metrics: DualHandler = (_req, res) => {
+    res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
+    res.end(renderMetrics(counters, sink.status()));
+  };
+  const status: DualHandler = (_req, res) => {
+    const s = sink.status();
+    const body = { ...s, dropped: counters.dropped, accepted: counters.accepted, rejected: counters.rejected };
+    res.writeHead(200, { "content-type": "application/json" });
+    res.end(`${JSON.stringify(body)}\n`);
+  };
+
+  let server: Awaited<ReturnType<typeof startRpcServer>>;
+  try {
+    server = await startRpcServer({
+      port: config.port,
+      host: config.host,
+      services: [LogService],
+      routes(router) {
+        router.service(LogService, logRpc(sink, counters));
+      },
+      corsOrigins: config.corsOrigins,
+      logger,
+      httpRoutes: { "/metrics": metrics, "/status": status },
+    });
+  } catch (err) {
+    await sink.close();
+    throw err;
+  }
+
+  // SERVING exactly while an event can be made durable: Kafka is up, or the spool has room.
+  let closing = false;
+  const followSink = () => {
+    if (closing) return;
+    const was = server.health.get();
+    server.health.set(sink.status().accepting ? "SERVING" : "NOT_SERVING");
+    const now = server.health.get();
+    if (was !== now) logger[now === "SERVING" ? "info" : "warn"]({ health: now }, "health changed");
+  };
+  followSink();
+  sink.onChange(followSink);
+  // A safety net: changes are reported as they happen.
+  const timer = setInterval(followSink, HEALTH_INTERVAL_MS);
+
+  return {
+    port: server.port,
+    async close() {
+      closing = true;
+      clearInterval(timer);
+      await server.close(config.shutdownGraceMs);
+      await sink.close();
+    },
+  };
+}

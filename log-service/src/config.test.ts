@@ -1,0 +1,60 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { resolve } from "node:path";
+import { test } from "node:test";
+import { ConfigError } from "@merch/kit/config";
+import { loadConfig } from "./config.ts";
+import { REPO_ROOT, SERVER_TS } from "./test-support.ts";
+
+test("defaults: no broker (file sink), log-channel, 64 MiB spool", () => {
+  const c = loadConfig({});
+  assert.equal(c.port, 50052);
+  assert.equal(c.host, "0.0.0.0");
+  assert.deepEqual(c.kafkaBrokers, []);
+  assert.equal(c.kafkaTopic, "log-channel");
+  assert.equal(c.kafkaClientId, "log-service");
+  assert.equal(c.kafkaPartitions, 3);
+  assert.equal(c.dataDir, resolve(".data"));
+  assert.equal(c.spoolMaxBytes, 64 * 1024 * 1024);
+  assert.deepEqual(c.corsOrigins, []);
+  assert.equal(c.shutdownGraceMs, 10_000);
+});
+
+test("values are read and checked, every problem reported at once", () => {
+  const c = loadConfig({ KAFKA_BROKERS: "k1:9092, 10.0.0.2:19092", SPOOL_MAX_BYTES: "4096", DATA_DIR: "/var/lib/log" });
+  assert.deepEqual(c.kafkaBrokers, ["k1:9092", "10.0.0.2:19092"]);
+  assert.equal(c.spoolMaxBytes, 4096);
+  assert.equal(c.dataDir, "/var/lib/log");
+  assert.throws(
+    () =>
+      loadConfig({
+        PORT: "http",
+        KAFKA_BROKERS: "k1:9092,nohost",
+        KAFKA_TOPIC: "log channel",
+        SPOOL_MAX_BYTES: "12",
+        SHUTDOWN_GRACE_MS: "-1",
+      }),
+    (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.equal(err.problems.length, 5);
+      for (const name of ["PORT", "KAFKA_BROKERS", "KAFKA_TOPIC", "SPOOL_MAX_BYTES", "SHUTDOWN_GRACE_MS"]) {
+        assert.ok(
+          err.problems.some((p) => p.startsWith(name)),
+          name,
+        );
+      }
+      return true;
+    },
+  );
+});
+
+test("server.ts exits with code 2 and says what is wrong", () => {
+  const run = spawnSync(process.execPath, [SERVER_TS], {
+    cwd: REPO_ROOT,
+    env: { ...process.env, SPOOL_MAX_BYTES: "lots", PORT: "0" },
+    encoding: "utf8",
+    timeout: 30_000,
+  });
+  assert.equal(run.status, 2);
+  assert.match(run.stdout, /SPOOL_MAX_BYTES must be an integer/);
+});

@@ -29,6 +29,8 @@ export interface StackOptions {
   kafkaBrokers?: string | undefined;
   jwtSecret?: string | undefined;
   ports?: Partial<Record<ServiceName, number>>;
+  /** Port of the embedded PostgreSQL; a free one when unset. */
+  postgresPort?: number | undefined;
   /** fsync off for the embedded cluster: for throwaway test data only. */
   fastPostgres?: boolean;
   /** "inherit" prefixes each line with the service name on this terminal; "capture" keeps it. */
@@ -106,7 +108,11 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   let postgres: PostgresServer | undefined;
   let databaseUrl = opts.databaseUrl;
   if (databaseUrl === undefined) {
-    postgres = await startPostgres({ dataDir: join(opts.dataDir, "pg"), fast: opts.fastPostgres ?? false });
+    postgres = await startPostgres({
+      dataDir: join(opts.dataDir, "pg"),
+      fast: opts.fastPostgres ?? false,
+      ...(opts.postgresPort === undefined ? {} : { port: opts.postgresPort }),
+    });
     databaseUrl = postgres.url;
   } else {
     await applySchema(databaseUrl);

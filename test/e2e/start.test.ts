@@ -13,7 +13,7 @@ const dataDir = mkdtempSync(join(tmpdir(), "merch-start-"));
 chmodSync(dataDir, 0o755);
 after(() => rmSync(dataDir, { recursive: true, force: true }));
 
-async function startStore(ports: { gateway: number; db: number; log: number }) {
+async function startStore(ports: { gateway: number; db: number; log: number; pg: number }) {
   const child = spawn(process.execPath, [join(REPO_ROOT, "scripts", "start.ts")], {
     cwd: REPO_ROOT,
     env: {
@@ -23,6 +23,7 @@ async function startStore(ports: { gateway: number; db: number; log: number }) {
       GATEWAY_PORT: String(ports.gateway),
       DB_SERVICE_PORT: String(ports.db),
       LOG_SERVICE_PORT: String(ports.log),
+      PG_PORT: String(ports.pg),
     },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -44,7 +45,7 @@ async function startStore(ports: { gateway: number; db: number; log: number }) {
 }
 
 test("npm start runs the store, prints its URLs, keeps data between runs and stops on Ctrl-C", async () => {
-  const ports = { gateway: await freePort(), db: await freePort(), log: await freePort() };
+  const ports = { gateway: await freePort(), db: await freePort(), log: await freePort(), pg: await freePort() };
   const base = `http://127.0.0.1:${ports.gateway}`;
 
   const first = await startStore(ports);
@@ -60,10 +61,15 @@ test("npm start runs the store, prints its URLs, keeps data between runs and sto
   });
   assert.equal(reg.status, 201);
   assert.equal((await fetch(`${base}/readyz`)).status, 200);
+  // The operator tools find the running store here.
+  const state = JSON.parse(readFileSync(join(dataDir, "store.json"), "utf8")) as Record<string, string>;
+  assert.equal(state.gatewayUrl, base);
+  assert.match(state.databaseUrl ?? "", new RegExp(`^postgres://.+@127\\.0\\.0\\.1:${ports.pg}/merch$`));
 
   first.child.kill("SIGINT");
   assert.equal(await first.exited, 0);
   assert.match(first.output(), /Stopped\./);
+  assert.ok(!existsSync(join(dataDir, "store.json")));
   for (const port of Object.values(ports)) {
     await assert.rejects(fetch(`http://127.0.0.1:${port}/`), `port ${port} still answers after Ctrl-C`);
   }

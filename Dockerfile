@@ -1,0 +1,69 @@
+# One Dockerfile for the three services; each is a build target:
+#   docker build --target db-service -t sustech-merch/db-service .
+#   docker build --target log-service -t sustech-merch/log-service .
+#   docker build --target gateway -t sustech-merch/gateway .
+# compose.yaml builds all three. Stages:
+#   deps     production node_modules of every workspace, from package-lock.json
+#   runtime  Node 24 slim, those node_modules, the shared workspaces (gen, kit) and the health check
+#   db-service, log-service, gateway
+#            runtime plus that service's own sources, port, health check and command
+# There is no build step: Node 24 runs the TypeScript sources as they are (type stripping).
+# .dockerignore lets in only what these COPY lines name, and no tests.
+
+# The Node version the repository pins (the `node` devDependency); test/deploy checks they agree.
+ARG NODE_VERSION=24.21.0
+
+FROM node:${NODE_VERSION}-slim AS deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+COPY gen/package.json gen/
+COPY kit/package.json kit/
+COPY db-service/package.json db-service/
+COPY log-service/package.json log-service/
+COPY gateway/package.json gateway/
+# --omit=dev leaves out the toolchain (and the `node` package); no production dependency needs an
+# install script (@node-rs/argon2 ships prebuilt binaries as optional packages).
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
+
+FROM node:${NODE_VERSION}-slim AS runtime
+ENV NODE_ENV=production
+WORKDIR /app
+# log-service keeps its spool here (DATA_DIR); compose mounts a volume on it.
+RUN mkdir -p /data && chown node:node /data
+COPY --from=deps /app/node_modules ./node_modules
+COPY package.json ./
+COPY gen/package.json gen/
+COPY gen/src gen/src
+COPY kit/package.json kit/
+COPY kit/src kit/src
+COPY scripts/healthcheck.ts scripts/
+# Code and dependencies belong to root and are read-only to the service's user.
+USER node
+STOPSIGNAL SIGTERM
+
+FROM runtime AS db-service
+COPY db-service/package.json db-service/
+COPY db-service/src db-service/src
+ENV PORT=50051
+EXPOSE 50051
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["node", "/app/scripts/healthcheck.ts", "grpc"]
+CMD ["node", "db-service/src/server.ts"]
+
+FROM runtime AS log-service
+COPY log-service/package.json log-service/
+COPY log-service/src log-service/src
+ENV PORT=50052 DATA_DIR=/data
+EXPOSE 50052
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["node", "/app/scripts/healthcheck.ts", "grpc"]
+CMD ["node", "log-service/src/server.ts"]
+
+FROM runtime AS gateway
+COPY gateway/package.json gateway/openapi.yaml gateway/
+COPY gateway/src gateway/src
+ENV PORT=8080
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["node", "/app/scripts/healthcheck.ts", "/healthz"]
+CMD ["node", "gateway/src/server.ts"]

@@ -1,0 +1,187 @@
+// The Dockerfile and .dockerignore against the repository: every COPY source exists and reaches
+// the builder, each service image holds every file its entrypoint loads (and no tests), the
+// dependencies it loads are production ones, and its command, user, port and health check are
+// right. test/deploy/image.test.ts runs what these images would run.
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { join, relative } from "node:path";
+import { describe, test } from "node:test";
+import { loadConfig as loadDbConfig } from "../../db-service/src/config.ts";
+import { loadConfig as loadGatewayConfig } from "../../gateway/src/config.ts";
+import { SPEC_PATH } from "../../gateway/src/spec.ts";
+import { loadConfig as loadLogConfig } from "../../log-service/src/config.ts";
+import {
+  contextFiles,
+  dockerignore,
+  imageConfig,
+  imageFiles,
+  importGraph,
+  parseDockerfile,
+  REPO_ROOT,
+  read,
+} from "./support.ts";
+
+const dockerfile = parseDockerfile(read("Dockerfile"));
+const ignored = dockerignore(read(".dockerignore"));
+const SERVICES = {
+  "db-service": { load: loadDbConfig, health: "grpc", extra: [] as string[] },
+  "log-service": { load: loadLogConfig, health: "grpc", extra: [] as string[] },
+  // The gateway serves its OpenAPI document, read from disk at start-up.
+  gateway: { load: loadGatewayConfig, health: "/healthz", extra: [relative(REPO_ROOT, SPEC_PATH)] },
+} as const;
+type Service = keyof typeof SERVICES;
+const REQUIRED_ELSEWHERE = { DATABASE_URL: "postgres://merch:secret@postgres:5432/merch", JWT_SECRET: "x".repeat(48) };
+const services = Object.keys(SERVICES) as Service[];
+
+interface PackageJson {
+  dependencies?: Record<string, string>;
+  devDependencies?: Record<string, string>;
+}
+const pkg = (dir: string) => JSON.parse(read(join(dir, "package.json"))) as PackageJson;
+
+describe("Dockerfile", () => {
+  test("has a dependencies stage, a shared runtime and one target per service", () => {
+    assert.deepEqual(
+      dockerfile.stages.map((s) => s.name),
+      ["deps", "runtime", "db-service", "log-service", "gateway"],
+    );
+    for (const name of services) assert.equal(dockerfile.stages.find((s) => s.name === name)?.from, "runtime");
+  });
+
+  test("builds on the official Node slim image of the version the repository pins", () => {
+    const node = pkg(".").devDependencies?.node;
+    assert.ok(node, "the root package.json pins node");
+    for (const stage of dockerfile.stages.filter((s) => !dockerfile.stages.some((o) => o.name === s.from))) {
+      assert.equal(stage.from, `node:${node}-slim`, stage.name);
+    }
+  });
+
+  test("installs production dependencies only, exactly as package-lock.json pins them", () => {
+    const runs = dockerfile.stages.flatMap((s) =>
+      s.instructions.filter((i) => i.keyword === "RUN").map((i) => [s.name, i.args]),
+    );
+    const installs = runs.filter(([, args]) => /\bnpm\b/.test(args ?? ""));
+    assert.deepEqual(installs, [["deps", "npm ci --omit=dev --ignore-scripts --no-audit --no-fund"]]);
+    // The deps stage sees every workspace's package.json, or npm ci would not install its dependencies.
+    const depsFiles = [...imageFiles(imageConfig(dockerfile, "deps"), ignored).values()].sort();
+    const workspaces = (JSON.parse(read("package.json")) as { workspaces: string[] }).workspaces;
+    assert.deepEqual(
+      depsFiles,
+      ["package-lock.json", "package.json", ...workspaces.map((w) => `${w}/package.json`)].sort(),
+    );
+  });
+
+  test("every COPY source exists in the repository and is let through by .dockerignore", () => {
+    for (const stage of dockerfile.stages) {
+      for (const ins of stage.instructions.filter((i) => i.keyword === "COPY" || i.keyword === "ADD")) {
+        assert.equal(ins.keyword, "COPY", `Dockerfile:${ins.line}: use COPY, not ADD`);
+        const config = imageConfig(dockerfile, stage.name);
+        const copy = config.copies.find((c) => c.copy.line === ins.line)?.copy;
+        assert.ok(copy);
+        if (copy.from !== undefined) {
+          const index = dockerfile.stages.findIndex((s) => s.name === copy.from);
+          assert.ok(
+            index >= 0 && index < dockerfile.stages.indexOf(stage),
+            `Dockerfile:${ins.line}: --from=${copy.from}`,
+          );
+          continue;
+        }
+        for (const source of copy.sources) {
+          assert.ok(existsSync(join(REPO_ROOT, source)), `Dockerfile:${ins.line}: ${source} does not exist`);
+          assert.ok(
+            contextFiles(source, ignored).length > 0,
+            `Dockerfile:${ins.line}: .dockerignore keeps out ${source}`,
+          );
+        }
+      }
+    }
+  });
+
+  test(".dockerignore keeps secrets, local state, the toolchain and tests out of the build context", () => {
+    for (const path of [
+      ".env",
+      ".git/config",
+      "node_modules/postgres/package.json",
+      ".data/store.json",
+      ".cache/kafka/complete",
+      ".tmp/x",
+      "test/e2e/start.test.ts",
+      "scripts/start.ts",
+      "db-service/src/orders.test.ts",
+      "log-service/src/test-support.ts",
+      "README.md",
+    ]) {
+      assert.equal(ignored(path), true, path);
+    }
+    for (const path of ["package.json", "db-service/src/server.ts", "gateway/openapi.yaml", "scripts/healthcheck.ts"]) {
+      assert.equal(ignored(path), false, path);
+    }
+  });
+});
+
+describe("each service image", () => {
+  for (const name of services) {
+    const config = imageConfig(dockerfile, name);
+    const files = imageFiles(config, ignored);
+    const entry = `${name}/src/server.ts`;
+
+    test(`${name}: runs ${entry} with node, as the unprivileged node user, in production`, () => {
+      assert.deepEqual(config.cmd, ["node", entry]);
+      assert.equal(config.workdir, "/app");
+      assert.equal(files.get(`/app/${entry}`), entry);
+      assert.equal(config.user, "node");
+      assert.equal(config.env.NODE_ENV, "production");
+      assert.equal(config.stopSignal, "SIGTERM");
+      // The root package.json makes the scripts ES modules; the workspaces resolve through node_modules.
+      assert.equal(files.get("/app/package.json"), "package.json");
+      assert.ok(
+        config.copies.some((c) => c.copy.from === "deps" && c.copy.sources.includes("/app/node_modules")),
+        "node_modules from the deps stage",
+      );
+    });
+
+    test(`${name}: holds every file its entrypoint loads, and no tests`, () => {
+      const graph = importGraph([entry, "scripts/healthcheck.ts"]);
+      for (const rel of [...graph.files, ...SERVICES[name].extra]) {
+        assert.equal(files.get(`/app/${rel}`), rel, `${rel} is loaded by ${name} but not in its image`);
+      }
+      for (const [path] of files) {
+        assert.doesNotMatch(path, /\.test\.ts$|test-support\.ts$/, `${path} is in the ${name} image`);
+        for (const other of services.filter((s) => s !== name)) {
+          assert.ok(!path.startsWith(`/app/${other}/`), `${path}: ${other}'s code is in the ${name} image`);
+        }
+      }
+    });
+
+    test(`${name}: loads only packages that are production dependencies of the workspace using them`, () => {
+      const graph = importGraph([entry, "scripts/healthcheck.ts"]);
+      for (const [workspace, packages] of graph.packages) {
+        const deps = pkg(workspace === "scripts" ? "." : workspace).dependencies ?? {};
+        for (const p of packages) assert.ok(p in deps, `${workspace} loads ${p} but does not list it in dependencies`);
+      }
+    });
+
+    test(`${name}: exposes its port and checks its health there (${SERVICES[name].health})`, () => {
+      // What compose supplies (the required values) under what the image sets.
+      const port = SERVICES[name].load({ ...REQUIRED_ELSEWHERE, ...config.env }).port;
+      assert.equal(config.env.PORT, String(port));
+      assert.deepEqual(config.expose, [String(port)]);
+      // healthcheck.ts takes the port from $PORT, so the check follows a PORT set in compose.yaml.
+      assert.deepEqual(config.healthcheck?.command, ["node", "/app/scripts/healthcheck.ts", SERVICES[name].health]);
+      assert.equal(files.get("/app/scripts/healthcheck.ts"), "scripts/healthcheck.ts");
+      const options = config.healthcheck?.options ?? {};
+      assert.deepEqual(Object.keys(options).sort(), ["interval", "retries", "start-period", "timeout"]);
+      // The script gives up after 4 s; Docker's timeout must be longer.
+      assert.ok(Number.parseInt(options.timeout ?? "0", 10) > 4, "HEALTHCHECK --timeout above healthcheck.ts's 4 s");
+    });
+  }
+
+  test("log-service spools to the writable /data the runtime stage prepares", () => {
+    const config = imageConfig(dockerfile, "log-service");
+    assert.equal(loadLogConfig(config.env).dataDir, "/data");
+    const runtime = dockerfile.stages.find((s) => s.name === "runtime");
+    assert.ok(
+      runtime?.instructions.some((i) => i.keyword === "RUN" && i.args === "mkdir -p /data && chown node:node /data"),
+    );
+  });
+});

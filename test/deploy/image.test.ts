@@ -1,0 +1,266 @@
+// What the images run, without a Docker engine:
+//  1. each image's HEALTHCHECK command, run against the real services, passes for its own
+//     service and fails for a dead port or the wrong kind of service;
+//  2. the images' file sets, put together in folders as the Dockerfile's COPY lines say, with
+//     node_modules from the deps stage's own RUN line (production dependencies only), run the
+//     store: each service starts from its CMD with its image's ENV and compose's environment,
+//     turns healthy by its HEALTHCHECK, serves, and stops cleanly on its STOPSIGNAL.
+import assert from "node:assert/strict";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, posix } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { promisify } from "node:util";
+import { freePort, REPO_ROOT, startTestPostgres, type TestPostgres } from "../../scripts/postgres.ts";
+import { type Stack, startStack } from "../../scripts/stack.ts";
+import {
+  containerEnv,
+  dockerignore,
+  durationMs,
+  type ImageConfig,
+  imageConfig,
+  imageFiles,
+  loadCompose,
+  parseDockerfile,
+  parseEnvFile,
+  read,
+  references,
+} from "./support.ts";
+
+const execFileP = promisify(execFile);
+const dockerfile = parseDockerfile(read("Dockerfile"));
+const ignored = dockerignore(read(".dockerignore"));
+const compose = loadCompose();
+const SERVICES = ["db-service", "log-service", "gateway"] as const;
+type Service = (typeof SERVICES)[number];
+const JWT_SECRET = "image-test-secret-0123456789abcdef0123456789abcdef";
+
+let pg: TestPostgres;
+const dirs: string[] = [];
+function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  chmodSync(dir, 0o755);
+  dirs.push(dir);
+  return dir;
+}
+
+/** Runs an image's HEALTHCHECK command with `/app` standing for `appDir`. */
+async function healthcheck(
+  config: ImageConfig,
+  appDir: string,
+  env: Record<string, string>,
+): Promise<{ ok: boolean; output: string }> {
+  const [cmd, ...args] = config.healthcheck?.command ?? [];
+  assert.equal(cmd, "node");
+  const mapped = args.map((a) =>
+    a.startsWith(`${config.workdir}/`) ? join(appDir, posix.relative(config.workdir, a)) : a,
+  );
+  try {
+    await execFileP(process.execPath, mapped, { cwd: appDir, env: { PATH: process.env.PATH ?? "", ...env } });
+    return { ok: true, output: "" };
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string };
+    return { ok: false, output: `${e.stdout ?? ""}${e.stderr ?? ""}` };
+  }
+}
+
+before(async () => {
+  pg = await startTestPostgres();
+});
+
+after(async () => {
+  await pg?.destroy();
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+describe("HEALTHCHECK commands against the real services", () => {
+  let stack: Stack;
+  before(async () => {
+    stack = await startStack({
+      dataDir: tempDir("merch-hc-"),
+      databaseUrl: pg.url,
+      jwtSecret: JWT_SECRET,
+      output: "capture",
+    });
+  });
+  after(async () => {
+    await stack?.stop();
+  });
+  const portOf = (name: Service) => new URL(stack.services[name].url).port;
+
+  for (const name of SERVICES) {
+    test(`${name}: healthy on its own port, unhealthy on a dead one or another service's`, async () => {
+      const config = imageConfig(dockerfile, name);
+      const own = await healthcheck(config, REPO_ROOT, { PORT: portOf(name) });
+      assert.ok(own.ok, own.output);
+
+      const dead = await healthcheck(config, REPO_ROOT, { PORT: String(await freePort()) });
+      assert.equal(dead.ok, false);
+      assert.match(dead.output, /did not answer/);
+
+      // The gateway does not speak gRPC health, and the internal services have no /healthz.
+      const other = name === "gateway" ? "db-service" : "gateway";
+      const wrong = await healthcheck(config, REPO_ROOT, { PORT: portOf(other) });
+      assert.equal(wrong.ok, false, `${name}'s check passed against ${other}`);
+    });
+  }
+
+  test("an operator runs the same check by URL: node scripts/healthcheck.ts grpc http://127.0.0.1:PORT", async () => {
+    for (const name of ["db-service", "log-service"] as const) {
+      const { PORT: _, ...env } = process.env;
+      await execFileP(process.execPath, ["scripts/healthcheck.ts", "grpc", stack.services[name].url], {
+        cwd: REPO_ROOT,
+        env,
+      });
+    }
+    const noPort = await execFileP(process.execPath, ["scripts/healthcheck.ts", "grpc"], {
+      cwd: REPO_ROOT,
+      env: { PATH: process.env.PATH ?? "" },
+    }).then(
+      () => ({ code: 0, stderr: "" }),
+      (err: { code?: number; stderr?: string }) => err,
+    );
+    assert.equal(noPort.code, 1);
+    assert.match(String(noPort.stderr), /PORT is not set and no BASE_URL was given/);
+  });
+
+  test("an HTTP check fails on a 503: /readyz while log-service is down, when /healthz still passes", async () => {
+    await stack.services["log-service"].stop();
+    try {
+      // /readyz is 503 while log-service is down; the gateway's liveness (/healthz) is not.
+      const gateway = imageConfig(dockerfile, "gateway");
+      const [cmd, script] = gateway.healthcheck?.command ?? [];
+      assert.equal(cmd, "node");
+      const readyz = await healthcheck(
+        { ...gateway, healthcheck: { options: {}, command: ["node", script ?? "", "/readyz"] } },
+        REPO_ROOT,
+        { PORT: portOf("gateway") },
+      );
+      assert.equal(readyz.ok, false);
+      assert.match(readyz.output, /answered 503/);
+      assert.ok((await healthcheck(gateway, REPO_ROOT, { PORT: portOf("gateway") })).ok);
+    } finally {
+      stack.services["log-service"].start();
+    }
+  });
+});
+
+describe("the images' files with production dependencies only", () => {
+  const root = tempDir("merch-image-");
+  const app = (stage: string) => join(root, stage, "app");
+
+  /** Puts a stage's COPY lines into root/<stage>/app (the Dockerfile's WORKDIR is /app). */
+  function materialize(stage: string): ImageConfig {
+    const config = imageConfig(dockerfile, stage);
+    assert.equal(config.workdir, "/app");
+    const dir = app(stage);
+    mkdirSync(dir, { recursive: true });
+    for (const [imagePath, rel] of imageFiles(config, ignored)) {
+      const target = join(dir, posix.relative("/app", imagePath));
+      mkdirSync(dirname(target), { recursive: true });
+      cpSync(join(REPO_ROOT, rel), target);
+    }
+    for (const { copy, workdir } of config.copies.filter((c) => c.copy.from !== undefined)) {
+      for (const source of copy.sources) {
+        const from = join(app(copy.from ?? ""), posix.relative("/app", source));
+        assert.ok(existsSync(from), `${source}: the ${copy.from} stage did not make it (see that stage's test)`);
+        const to = join(dir, posix.relative("/app", posix.resolve(workdir, copy.dest)));
+        cpSync(from, to, { recursive: true, verbatimSymlinks: true });
+      }
+    }
+    return config;
+  }
+
+  test("the deps stage's npm ci installs from package-lock.json", async () => {
+    materialize("deps");
+    const deps = dockerfile.stages.find((s) => s.name === "deps");
+    for (const run of deps?.instructions.filter((i) => i.keyword === "RUN") ?? []) {
+      // The same command, run by this machine's npm; --prefer-offline only reuses its cache.
+      await execFileP("sh", ["-c", run.args], {
+        cwd: app("deps"),
+        env: { ...process.env, npm_config_prefer_offline: "true" },
+        maxBuffer: 16 * 1024 * 1024,
+      }).catch((err: { stderr?: string; message: string }) => {
+        assert.fail(
+          `Dockerfile deps stage: \`${run.args}\` failed, so would the image build:\n${err.stderr ?? err.message}`,
+        );
+      });
+    }
+  });
+
+  test("run the store: healthy, serving, and stopped cleanly by STOPSIGNAL", async (t) => {
+    const vars: Record<string, string> = { ...parseEnvFile(read(".env.example")) };
+    for (const r of references(read("compose.yaml"))) if (r.op === ":?") vars[r.name] = JWT_SECRET;
+    const ports = { "db-service": await freePort(), "log-service": await freePort(), gateway: await freePort() };
+    // Compose's environment, with this machine standing in for the compose network's names.
+    const local: Record<Service, Record<string, string>> = {
+      "db-service": { DATABASE_URL: pg.url },
+      "log-service": { KAFKA_BROKERS: "", DATA_DIR: tempDir("merch-image-data-") },
+      gateway: {
+        DB_SERVICE_URL: `http://127.0.0.1:${ports["db-service"]}`,
+        LOG_SERVICE_URL: `http://127.0.0.1:${ports["log-service"]}`,
+      },
+    };
+    const children = new Map<Service, { child: ChildProcess; output: () => string; exit: Promise<number | null> }>();
+    t.after(() => {
+      for (const { child } of children.values()) child.kill("SIGKILL");
+    });
+
+    for (const name of SERVICES) {
+      const config = materialize(name);
+      const service = compose.services[name];
+      assert.ok(service);
+      const env: Record<string, string> = {
+        PATH: process.env.PATH ?? "",
+        HOME: tempDir("merch-home-"),
+        ...containerEnv(config, service, vars),
+        ...local[name],
+        PORT: String(ports[name]),
+      };
+      assert.equal(env.NODE_ENV, "production");
+      const [cmd, ...args] = config.cmd ?? [];
+      assert.equal(cmd, "node");
+      const child = spawn(process.execPath, args, { cwd: app(name), env, stdio: ["ignore", "pipe", "pipe"] });
+      let output = "";
+      child.stdout.on("data", (d: Buffer) => {
+        output += d.toString();
+      });
+      child.stderr.on("data", (d: Buffer) => {
+        output += d.toString();
+      });
+      const exit = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+      children.set(name, { child, output: () => output, exit });
+
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const check = await healthcheck(config, app(name), env);
+        if (check.ok) break;
+        assert.equal(child.exitCode, null, `${name} exited:\n${output}`);
+        assert.ok(Date.now() < deadline, `${name} not healthy in 30 s: ${check.output}\n${output}`);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+    }
+
+    const base = `http://127.0.0.1:${ports.gateway}`;
+    assert.equal((await fetch(`${base}/readyz`)).status, 200);
+    const products = (await (await fetch(`${base}/products`)).json()) as { name: string; stock: number }[];
+    assert.deepEqual(
+      products.map((p) => p.name),
+      ["SUSTech Hoodie", "SUSTech Water Bottle", "SUSTech Notebook"],
+    );
+
+    for (const name of ["gateway", "log-service", "db-service"] as const) {
+      const running = children.get(name);
+      assert.ok(running);
+      const signal = imageConfig(dockerfile, name).stopSignal as NodeJS.Signals;
+      const grace = durationMs(compose.services[name]?.stop_grace_period ?? "10s");
+      running.child.kill(signal);
+      const code = await Promise.race([
+        running.exit,
+        new Promise<string>((resolve) => setTimeout(() => resolve("still running"), grace).unref()),
+      ]);
+      assert.equal(code, 0, `${name} after ${signal}:\n${running.output()}`);
+    }
+  });
+});

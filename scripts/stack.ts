@@ -49,6 +49,14 @@ export interface Stack {
   stop(): Promise<void>;
 }
 
+/**
+ * V8 heap limits for every service (the Dockerfile sets the same through NODE_OPTIONS). Without
+ * them V8 lets a busy service's heap grow to several hundred MB of garbage before collecting;
+ * with them each service stays well under 150 MB resident at a few per cent of CPU. See
+ * bench/results.md.
+ */
+export const SERVICE_NODE_FLAGS = ["--max-semi-space-size=2", "--max-old-space-size=64"];
+
 const ENTRY: Record<ServiceName, string> = {
   "db-service": "db-service/src/server.ts",
   "log-service": "log-service/src/server.ts",
@@ -66,7 +74,8 @@ export function runService(
   let child: ChildProcess;
   let exit: Promise<number | string>;
   const start = () => {
-    child = spawn(process.execPath, ["--disable-warning=TimeoutNegativeWarning", join(REPO_ROOT, ENTRY[name])], {
+    const args = [...SERVICE_NODE_FLAGS, "--disable-warning=TimeoutNegativeWarning", join(REPO_ROOT, ENTRY[name])];
+    child = spawn(process.execPath, args, {
       cwd: REPO_ROOT,
       env: { ...process.env, ...env, ...(port === undefined ? {} : { PORT: String(port) }) },
       stdio: ["ignore", "pipe", "pipe"],

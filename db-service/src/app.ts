@@ -9,6 +9,7 @@ import { openDatabase, toConnectError } from "./db.ts";
 import { orderService } from "./orders.ts";
 import { productService } from "./products.ts";
 import { userService } from "./users.ts";
+import { WriteBatcher } from "./write-batcher.ts";
 
 export interface DbService {
   readonly port: number;
@@ -35,7 +36,7 @@ export async function startDbService(config: DbServiceConfig, logger: Logger): P
     routes(router) {
       router.service(ProductService, productService(database.db));
       router.service(UserService, userService(database.db));
-      router.service(OrderService, orderService(database.db));
+      router.service(OrderService, orderService(database.db, new WriteBatcher(database.sql)));
     },
     corsOrigins: config.corsOrigins,
     logger,

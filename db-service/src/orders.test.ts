@@ -62,14 +62,27 @@ for (const transport of TRANSPORTS) {
       );
     });
 
-    test("a deactivated account cannot order", async () => {
+    test("a deactivated account can no longer order, read, list or cancel its orders", async () => {
       const userId = await newUser(c());
+      const productId = await newProduct(stack.pg.url, 5);
+      const { order } = await c().orders.placeOrder({ userId, productId, quantity: 2 });
+      assert.ok(order);
       await c().users.deactivateUser({ userId });
-      await rejectsWith(
-        c().orders.placeOrder({ userId, productId: 3, quantity: 1 }),
-        Code.PermissionDenied,
-        "account_deactivated",
-      );
+      const refused = [
+        () => c().orders.placeOrder({ userId, productId: 3, quantity: 1 }),
+        () => c().orders.getOrder({ userId, orderId: order.id }),
+        () => c().orders.listOrders({ userId }),
+        () => c().orders.cancelOrder({ userId, orderId: order.id }),
+      ];
+      for (const call of refused) await rejectsWith(call(), Code.PermissionDenied, "account_deactivated");
+      assert.equal(await stockOf(stack.pg.url, productId), 3, "the refused cancel gave nothing back");
+      const unknown = [
+        () => c().orders.getOrder({ userId: 987_654, orderId: order.id }),
+        () => c().orders.listOrders({ userId: 987_654 }),
+        () => c().orders.cancelOrder({ userId: 987_654, orderId: order.id }),
+        () => c().orders.placeOrder({ userId: 987_654, productId: 3, quantity: 1 }),
+      ];
+      for (const call of unknown) await rejectsWith(call(), Code.NotFound, "user_not_found");
     });
 
     test("gets an own order; another user's order is NOT_FOUND", async () => {

@@ -2,21 +2,30 @@ import { createHash } from "node:crypto";
 import { Code, type ServiceImpl } from "@connectrpc/connect";
 import type { OrderService } from "@merch/gen/merch/store/v1/order_pb";
 import { rpcError } from "@merch/kit/errors";
-import { and, desc, eq, lt, type SQL, sql } from "drizzle-orm";
+import { type SQL, sql } from "drizzle-orm";
 import { orderToProto } from "./convert.ts";
 import { constraintOf, type Db, sqlState } from "./db.ts";
-import { type OrderRow, orders } from "./schema.ts";
+import type { OrderRow } from "./schema.ts";
 import { Check, MAX_ID } from "./validation.ts";
+import type { WriteBatcher } from "./write-batcher.ts";
 
 const DEFAULT_PAGE_SIZE = 20;
 
 // Raw statements below return the same camelCase row shape as drizzle's selects.
-const ORDER_COLUMNS = sql.raw(
-  `id, user_id AS "userId", product_id AS "productId", quantity, unit_price AS "unitPrice",
-   total_price AS "totalPrice", status, created_at AS "createdAt", cancelled_at AS "cancelledAt"`,
-);
+const orderColumns = (alias: string) =>
+  sql.raw(
+    `${alias}id AS "id", ${alias}user_id AS "userId", ${alias}product_id AS "productId", ${alias}quantity AS "quantity",
+     ${alias}unit_price AS "unitPrice", ${alias}total_price AS "totalPrice", ${alias}status AS "status",
+     ${alias}created_at AS "createdAt", ${alias}cancelled_at AS "cancelledAt"`,
+  );
+const ORDER_COLUMNS = orderColumns("");
 
 const orderNotFound = (id: number) => rpcError(Code.NotFound, "order_not_found", `order ${id} does not exist`);
+const userNotFound = (id: number) => rpcError(Code.NotFound, "user_not_found", `user ${id} does not exist`);
+const deactivated = () => rpcError(Code.PermissionDenied, "account_deactivated", "the account is deactivated");
+
+/** A row of a query that starts from the user, so that a deactivated account is told apart. */
+type WithOwner<T> = { active: boolean } & { [K in keyof T]: T[K] | null };
 
 /** What an Idempotency-Key is bound to: the request it was first used with. */
 function requestHash(productId: number, quantity: number): string {
@@ -38,9 +47,25 @@ function decodePageToken(token: string): number | undefined {
   }
 }
 
-export function orderService(db: Db): ServiceImpl<typeof OrderService> {
-  async function rows(query: SQL): Promise<OrderRow[]> {
-    return (await db.execute(query)) as unknown as OrderRow[];
+export function orderService(db: Db, writer: WriteBatcher): ServiceImpl<typeof OrderService> {
+  /** Order writes commit in groups: see write-batcher.ts. */
+  function write(query: SQL): Promise<OrderRow[]> {
+    return writer.run<OrderRow>(query);
+  }
+
+  /**
+   * The caller's order, read together with the caller's account: every order call acts for an
+   * active account only, so a deactivated user's session ends at once here too.
+   */
+  async function ownOrder(userId: number, orderId: number): Promise<OrderRow> {
+    const [row] = (await db.execute(sql`
+      SELECT u.is_active AS "active", ${orderColumns("o.")}
+      FROM users u LEFT JOIN orders o ON o.id = ${orderId} AND o.user_id = u.id
+      WHERE u.id = ${userId}`)) as unknown as WithOwner<OrderRow>[];
+    if (!row) throw userNotFound(userId);
+    if (!row.active) throw deactivated();
+    if (row.id === null) throw orderNotFound(orderId);
+    return row as OrderRow;
   }
 
   /** The order first placed with this key, or a refusal when the key was used for another request. */
@@ -105,7 +130,7 @@ export function orderService(db: Db): ServiceImpl<typeof OrderService> {
               SELECT ${userId}, ${key}, ${hash}, o.id FROM o)`;
       let placed: OrderRow[];
       try {
-        placed = await rows(sql`
+        placed = await write(sql`
           WITH p AS (
             UPDATE products SET stock = stock - ${quantity}
             WHERE id = ${productId} AND stock >= ${quantity}
@@ -132,12 +157,7 @@ export function orderService(db: Db): ServiceImpl<typeof OrderService> {
 
     async getOrder(req) {
       new Check().id("user_id", req.userId).id("order_id", req.orderId).done();
-      const [row] = await db
-        .select()
-        .from(orders)
-        .where(and(eq(orders.id, req.orderId), eq(orders.userId, req.userId)));
-      if (!row) throw orderNotFound(req.orderId);
-      return { order: orderToProto(row) };
+      return { order: orderToProto(await ownOrder(req.userId, req.orderId)) };
     },
 
     async listOrders(req) {
@@ -148,12 +168,19 @@ export function orderService(db: Db): ServiceImpl<typeof OrderService> {
         .require("page_token", req.pageToken === "" || before !== undefined, "is not a token this service issued")
         .done();
       const size = req.pageSize === 0 ? DEFAULT_PAGE_SIZE : req.pageSize;
-      const page = await db
-        .select()
-        .from(orders)
-        .where(and(eq(orders.userId, req.userId), before === undefined ? undefined : lt(orders.id, before)))
-        .orderBy(desc(orders.id))
-        .limit(size + 1);
+      // One row per order, or one row with no order: either way the account comes along.
+      const result = (await db.execute(sql`
+        SELECT u.is_active AS "active", ${orderColumns("o.")}
+        FROM users u LEFT JOIN LATERAL (
+          SELECT * FROM orders
+          WHERE user_id = u.id ${before === undefined ? sql`` : sql`AND id < ${before}`}
+          ORDER BY id DESC LIMIT ${size + 1}
+        ) o ON true
+        WHERE u.id = ${req.userId}`)) as unknown as WithOwner<OrderRow>[];
+      const [owner] = result;
+      if (!owner) throw userNotFound(req.userId);
+      if (!owner.active) throw deactivated();
+      const page = result.filter((r): r is WithOwner<OrderRow> & OrderRow => r.id !== null);
       const more = page.length > size;
       const items = more ? page.slice(0, size) : page;
       const last = items.at(-1);
@@ -167,22 +194,19 @@ export function orderService(db: Db): ServiceImpl<typeof OrderService> {
       new Check().id("user_id", req.userId).id("order_id", req.orderId).done();
       // The status condition makes the stock come back exactly once: a second cancel, even a
       // concurrent one, waits for the row lock, then finds the order no longer placed.
-      const [cancelled] = await rows(sql`
+      const [cancelled] = await write(sql`
         WITH o AS (
           UPDATE orders SET status = 'cancelled', cancelled_at = now()
           WHERE id = ${req.orderId} AND user_id = ${req.userId} AND status = 'placed'
+            AND EXISTS (SELECT 1 FROM users WHERE id = ${req.userId} AND is_active)
           RETURNING ${ORDER_COLUMNS}
         ), restock AS (
           UPDATE products SET stock = products.stock + o.quantity FROM o WHERE products.id = o."productId"
         )
         SELECT * FROM o`);
       if (cancelled) return { order: orderToProto(cancelled) };
-      const [row] = await db
-        .select()
-        .from(orders)
-        .where(and(eq(orders.id, req.orderId), eq(orders.userId, req.userId)));
-      if (!row) throw orderNotFound(req.orderId);
-      return { order: orderToProto(row) };
+      // Cancelled before (answer it again), another user's, or the account is deactivated.
+      return { order: orderToProto(await ownOrder(req.userId, req.orderId)) };
     },
   };
 }

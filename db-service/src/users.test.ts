@@ -34,11 +34,11 @@ TRANSPORTS.forEach((transport, i) => {
       assert.ok(!wire.includes(alice.password) && !wire.includes("argon2"));
     });
 
-    test("stores an argon2id hash with OWASP parameters", async () => {
+    test("stores an argon2id hash with OWASP parameters (m=12 MiB, t=3, p=1)", async () => {
       const sql = postgres(stack.pg.url, { max: 1 });
       try {
         const [row] = await sql`SELECT password_hash FROM users WHERE sid = ${alice.sid}`;
-        assert.match(String(row?.password_hash), /^\$argon2id\$v=19\$m=19456,t=2,p=1\$/);
+        assert.match(String(row?.password_hash), /^\$argon2id\$v=19\$m=12288,t=3,p=1\$/);
       } finally {
         await sql.end();
       }
@@ -164,7 +164,7 @@ TRANSPORTS.forEach((transport, i) => {
       );
     });
 
-    test("deactivation keeps the row, refuses login as such, and repeats succeed", async () => {
+    test("deactivation keeps the row, refuses login as such, and refuses every later call of the account", async () => {
       const carol = {
         sid: `55${i}`,
         username: `carol_${i}`,
@@ -175,8 +175,8 @@ TRANSPORTS.forEach((transport, i) => {
       assert.ok(user);
       const first = await users().deactivateUser({ userId: user.id });
       assert.equal(first.user?.isActive, false);
-      const second = await users().deactivateUser({ userId: user.id });
-      assert.equal(second.user?.isActive, false);
+      await rejectsWith(users().deactivateUser({ userId: user.id }), Code.PermissionDenied, "account_deactivated");
+      await rejectsWith(users().deactivateUser({ userId: 987_654 }), Code.NotFound, "user_not_found");
       const kept = await users().getUser({ userId: user.id });
       assert.equal(kept.user?.isActive, false);
       await rejectsWith(

@@ -28,8 +28,13 @@ const userNotFound = (id: number) => rpcError(Code.NotFound, "user_not_found", `
 const deactivated = () => rpcError(Code.PermissionDenied, "account_deactivated", "the account is deactivated");
 
 export function userService(db: Db): ServiceImpl<typeof UserService> {
+  const byId = db
+    .select()
+    .from(users)
+    .where(eq(users.id, sql.placeholder("id")))
+    .prepare("user_by_id");
   async function load(id: number): Promise<UserRow> {
-    const [row] = await db.select().from(users).where(eq(users.id, id));
+    const [row] = await byId.execute({ id });
     if (!row) throw userNotFound(id);
     return row;
   }
@@ -117,15 +122,14 @@ export function userService(db: Db): ServiceImpl<typeof UserService> {
       new Check().id("user_id", req.userId).done();
       const [row] = await db
         .update(users)
-        .set({
-          isActive: false,
-          deactivatedAt: sql`coalesce(${users.deactivatedAt}, now())`,
-          updatedAt: sql`now()`,
-        })
-        .where(eq(users.id, req.userId))
+        .set({ isActive: false, deactivatedAt: sql`now()`, updatedAt: sql`now()` })
+        .where(and(eq(users.id, req.userId), eq(users.isActive, true)))
         .returning();
-      if (!row) throw userNotFound(req.userId);
-      return { user: userToProto(row) };
+      if (row) return { user: userToProto(row) };
+      // The user exists (load throws otherwise), so it was deactivated already: the caller's
+      // session ended with that, and the call is refused like any other of that account.
+      await load(req.userId);
+      throw deactivated();
     },
   };
 }

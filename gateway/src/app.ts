@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
-import { violationsOf } from "@merch/kit/errors";
+import { reasonOf, violationsOf } from "@merch/kit/errors";
 import type { Logger } from "@merch/kit/logger";
 import Fastify, {
   type FastifyBaseLogger,
@@ -11,7 +11,7 @@ import Fastify, {
   type FastifyRequest,
   LogController,
 } from "fastify";
-import { authenticate } from "./auth.ts";
+import { ACCOUNT_GONE, authenticate, tokenRefused } from "./auth.ts";
 import { dbClients, logClients } from "./clients.ts";
 import type { GatewayConfig } from "./config.ts";
 import type { GatewayContext, Handlers } from "./context.ts";
@@ -26,11 +26,13 @@ import {
   problemFromRpc,
   sendProblem,
 } from "./problems.ts";
+import { ProductCache } from "./product-cache.ts";
 import { orderRoutes } from "./routes/orders.ts";
 import { productRoutes } from "./routes/products.ts";
 import { systemRoutes } from "./routes/system.ts";
 import { userRoutes } from "./routes/users.ts";
 import { loadSpec, loadSpecText, routeSpecs } from "./spec.ts";
+import { TokenVerifier } from "./tokens.ts";
 import { fieldErrors, validatorCompiler } from "./validation.ts";
 
 export const BODY_LIMIT = 64 * 1024;
@@ -55,13 +57,17 @@ export async function buildGateway(config: GatewayConfig, logger: Logger): Promi
   const specText = loadSpecText();
   const spec = loadSpec(specText);
   const log = logClients(config.logServiceUrl);
+  const tokens = { secret: config.jwtSecret, issuer: config.jwtIssuer, audience: config.jwtAudience };
+  const db = dbClients(config.dbServiceUrl, config.dbTransport, config.rpcTimeoutMs);
   const ctx: GatewayContext = {
     config,
-    db: dbClients(config.dbServiceUrl, config.dbTransport, config.rpcTimeoutMs),
+    db,
     log,
     events: new EventLog(log.logs, logger, { maxEvents: config.logQueueMax }),
-    tokens: { secret: config.jwtSecret, issuer: config.jwtIssuer, audience: config.jwtAudience },
+    tokens,
+    verifier: new TokenVerifier(tokens),
     limiter: new LoginLimiter({ maxFailures: config.loginMaxFailures, windowS: config.loginWindowS }),
+    products: new ProductCache(db, config.productCacheTtlMs),
     specText,
   };
 
@@ -83,7 +89,7 @@ export async function buildGateway(config: GatewayConfig, logger: Logger): Promi
   // JSON is the only body the API takes; anything else is 415, not a string to validate.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser("application/json", { parseAs: "string" }, app.getDefaultJsonParser("error", "error"));
-  app.setErrorHandler((err: FastifyError, req, reply) => answerError(err, req, reply));
+  app.setErrorHandler((err: FastifyError, req, reply) => answerError(ctx, err, req, reply));
   app.setNotFoundHandler((req, reply) =>
     sendProblem(reply, problem(404, "not_found", `no route for ${req.method} ${req.url.split("?")[0]}`)),
   );
@@ -99,7 +105,7 @@ export async function buildGateway(config: GatewayConfig, logger: Logger): Promi
       event: "http.request",
       message: `${req.method} ${req.routeOptions.url ?? "(no route)"} ${reply.statusCode}`,
       requestId: req.id,
-      userId: req.user?.id,
+      userId: req.userId,
       http: {
         method: req.method,
         path: req.url.split("?")[0] ?? "/",
@@ -186,9 +192,14 @@ const FASTIFY_ERRORS: Record<string, (err: FastifyError) => Problem> = {
     problem(400, "malformed_json", "the body does not match its Content-Length"),
 };
 
-function answerError(err: FastifyError, req: FastifyRequest, reply: FastifyReply): FastifyReply {
+function answerError(ctx: GatewayContext, err: FastifyError, req: FastifyRequest, reply: FastifyReply): FastifyReply {
   if (err instanceof ProblemError) return sendProblem(reply, err.problem, err.headers);
   if (isConnectError(err)) {
+    const reason = reasonOf(err);
+    if (req.userId !== undefined && reason !== undefined && ACCOUNT_GONE.has(reason)) {
+      const p = tokenRefused(ctx, req, reason, "the token's account is deactivated or gone");
+      return sendProblem(reply, p.problem, p.headers);
+    }
     const p = problemFromRpc(err);
     if (p.code === "validation_failed") {
       const errors: FieldError[] = violationsOf(err).map((v) => ({

@@ -13,6 +13,8 @@ export interface GatewayConfig {
   dbTransport: DbTransport;
   /** Deadline of every call to db-service. */
   rpcTimeoutMs: number;
+  /** How old a product page may be (see product-cache.ts); 0 reads db-service every time. */
+  productCacheTtlMs: number;
   jwtSecret: Uint8Array;
   /** True when no JWT_SECRET was given and a random one was made (local development only). */
   jwtSecretGenerated: boolean;
@@ -53,6 +55,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig 
       logServiceUrl: e.url("LOG_SERVICE_URL", "http://127.0.0.1:50052"),
       dbTransport: e.oneOf("DB_TRANSPORT", "connect-h2", DB_TRANSPORTS),
       rpcTimeoutMs: e.int("RPC_TIMEOUT_MS", 5000, 50, 60_000),
+      productCacheTtlMs: e.int("PRODUCT_CACHE_TTL_MS", 1000, 0, 60_000),
       jwtSecret,
       jwtSecretGenerated: secret === undefined,
       jwtIssuer: e.string("JWT_ISSUER", "sustech-merch-store"),

@@ -25,6 +25,56 @@ export async function issueToken(settings: TokenSettings, userId: number, now = 
 export type TokenCheck = { ok: true; userId: number } | { ok: false; reason: string };
 
 /**
+ * Remembers tokens jose has already verified, until they expire: a client sends the same token
+ * with every request, and an HMAC check through WebCrypto costs more than the rest of a request
+ * in the gateway. Only successful checks are kept; the account behind the token is still asked
+ * of db-service on every request. Bounded: the oldest entries go first.
+ */
+export class TokenVerifier {
+  readonly #settings: TokenSettings;
+  readonly #max: number;
+  readonly #now: () => number;
+  readonly #verified = new Map<string, { userId: number; expiresAt: number }>();
+
+  constructor(settings: TokenSettings, opts: { maxEntries?: number; now?: () => number } = {}) {
+    this.#settings = settings;
+    this.#max = opts.maxEntries ?? 10_000;
+    this.#now = opts.now ?? Date.now;
+  }
+
+  async verify(token: string): Promise<TokenCheck> {
+    const known = this.#verified.get(token);
+    if (known) {
+      if (known.expiresAt > this.#now()) return { ok: true, userId: known.userId };
+      this.#verified.delete(token);
+      return { ok: false, reason: "expired" };
+    }
+    const check = await verifyToken(this.#settings, token);
+    if (check.ok) {
+      const expiresAt = expiryOf(token);
+      if (expiresAt !== undefined) {
+        this.#verified.set(token, { userId: check.userId, expiresAt });
+        if (this.#verified.size > this.#max) {
+          const oldest = this.#verified.keys().next().value;
+          if (oldest !== undefined) this.#verified.delete(oldest);
+        }
+      }
+    }
+    return check;
+  }
+}
+
+/** The exp claim of a token jose has verified, in ms; never later than iat + 24 h. */
+function expiryOf(token: string): number | undefined {
+  const payload = JSON.parse(Buffer.from(token.split(".")[1] ?? "", "base64url").toString()) as {
+    exp?: number;
+    iat?: number;
+  };
+  if (typeof payload.exp !== "number" || typeof payload.iat !== "number") return undefined;
+  return Math.min(payload.exp, payload.iat + TOKEN_LIFETIME_S) * 1000;
+}
+
+/**
  * Verifies signature (HS256 only: `alg: none` and every other algorithm are refused), issuer,
  * audience, expiry, and that every claim we issue is present.
  */

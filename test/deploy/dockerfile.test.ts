@@ -10,6 +10,7 @@ import { loadConfig as loadDbConfig } from "../../db-service/src/config.ts";
 import { loadConfig as loadGatewayConfig } from "../../gateway/src/config.ts";
 import { SPEC_PATH } from "../../gateway/src/spec.ts";
 import { loadConfig as loadLogConfig } from "../../log-service/src/config.ts";
+import { SERVICE_NODE_FLAGS } from "../../scripts/stack.ts";
 import {
   contextFiles,
   dockerignore,
@@ -120,6 +121,12 @@ describe("Dockerfile", () => {
 });
 
 describe("each service image", () => {
+  test("runs with the V8 heap limits the store is measured with", () => {
+    for (const name of Object.keys(SERVICES)) {
+      assert.equal(imageConfig(dockerfile, name).env.NODE_OPTIONS, SERVICE_NODE_FLAGS.join(" "), name);
+    }
+  });
+
   for (const name of services) {
     const config = imageConfig(dockerfile, name);
     const files = imageFiles(config, ignored);

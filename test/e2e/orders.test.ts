@@ -13,7 +13,8 @@ interface Order {
 let store: TestStore;
 let api: ReturnType<typeof client>;
 before(async () => {
-  store = await startTestStore();
+  // Stock is read through REST here, so product pages must not be cached.
+  store = await startTestStore({ serviceEnv: { gateway: { PRODUCT_CACHE_TTL_MS: "0" } } });
   api = client(store.url);
 });
 after(() => store?.stop());

@@ -1,4 +1,4 @@
-import { currentUser, eventFor, type GatewayContext, type Handlers } from "../context.ts";
+import { currentUserId, eventFor, type GatewayContext, type Handlers } from "../context.ts";
 import { orderJson } from "../convert.ts";
 
 export function orderRoutes(ctx: GatewayContext): Handlers {
@@ -6,7 +6,7 @@ export function orderRoutes(ctx: GatewayContext): Handlers {
     async listOrders(req) {
       const { limit, cursor } = req.query as { limit: number; cursor?: string };
       const page = await ctx.db.orders.listOrders({
-        userId: currentUser(req).id,
+        userId: currentUserId(req),
         pageSize: limit,
         pageToken: cursor ?? "",
       });
@@ -17,7 +17,7 @@ export function orderRoutes(ctx: GatewayContext): Handlers {
       const { product_id: productId, quantity } = req.body as { product_id: number; quantity: number };
       const key = req.headers["idempotency-key"];
       const { order, replayed } = await ctx.db.orders.placeOrder({
-        userId: currentUser(req).id,
+        userId: currentUserId(req),
         productId,
         quantity,
         idempotencyKey: typeof key === "string" ? key : "",
@@ -42,13 +42,13 @@ export function orderRoutes(ctx: GatewayContext): Handlers {
 
     async getOrder(req) {
       const { id } = req.params as { id: number };
-      const { order } = await ctx.db.orders.getOrder({ userId: currentUser(req).id, orderId: id });
+      const { order } = await ctx.db.orders.getOrder({ userId: currentUserId(req), orderId: id });
       return orderJson(order);
     },
 
     async cancelOrder(req) {
       const { id } = req.params as { id: number };
-      const { order } = await ctx.db.orders.cancelOrder({ userId: currentUser(req).id, orderId: id });
+      const { order } = await ctx.db.orders.cancelOrder({ userId: currentUserId(req), orderId: id });
       const json = orderJson(order);
       ctx.events.emit(
         eventFor(req, {

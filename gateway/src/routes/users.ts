@@ -1,6 +1,7 @@
 import { ConnectError } from "@connectrpc/connect";
 import { reasonOf } from "@merch/kit/errors";
-import { currentUser, eventFor, type GatewayContext, type Handlers } from "../context.ts";
+import { tokenRefused } from "../auth.ts";
+import { currentUserId, eventFor, type GatewayContext, type Handlers } from "../context.ts";
 import { userJson } from "../convert.ts";
 import { LoginLimiter } from "../login-limiter.ts";
 import { ProblemError, problem } from "../problems.ts";
@@ -84,14 +85,16 @@ export function userRoutes(ctx: GatewayContext): Handlers {
     },
 
     async getCurrentUser(req) {
-      return userJson(currentUser(req));
+      const { user } = await ctx.db.users.getUser({ userId: currentUserId(req) });
+      // A deactivated account's token no longer works, here as on every route (see auth.ts).
+      if (!user?.isActive) throw tokenRefused(ctx, req, "account_deactivated", "the account is deactivated");
+      return userJson(user);
     },
 
     async updateCurrentUser(req) {
       const body = req.body as UpdateBody;
-      const me = currentUser(req);
       const { user } = await ctx.db.users.updateUser({
-        userId: me.id,
+        userId: currentUserId(req),
         ...(body.username === undefined ? {} : { username: body.username }),
         ...(body.email === undefined ? {} : { email: body.email }),
         ...(body.password === undefined ? {} : { password: body.password }),
@@ -110,7 +113,7 @@ export function userRoutes(ctx: GatewayContext): Handlers {
     },
 
     async deactivateCurrentUser(req, reply) {
-      await ctx.db.users.deactivateUser({ userId: currentUser(req).id });
+      await ctx.db.users.deactivateUser({ userId: currentUserId(req) });
       ctx.events.emit(eventFor(req, { level: "info", event: "user.deactivated", message: "account deactivated" }));
       return reply.code(204).send();
     },

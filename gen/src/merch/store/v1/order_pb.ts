@@ -301,8 +301,9 @@ export const OrderStatusSchema: GenEnum<OrderStatus> = /*@__PURE__*/
   enumDesc(file_merch_store_v1_order, 0);
 
 /**
- * OrderService places and cancels orders. Every call acts for user_id, and an order of
- * another user is NOT_FOUND (reason order_not_found) to that caller.
+ * OrderService places and cancels orders. Every call acts for user_id, which must be an active
+ * account (PERMISSION_DENIED account_deactivated, NOT_FOUND user_not_found otherwise), and an
+ * order of another user is NOT_FOUND (reason order_not_found) to that caller.
  *
  * @generated from service merch.store.v1.OrderService
  */

@@ -341,7 +341,9 @@ export const UserService: GenService<{
     output: typeof UpdateUserResponseSchema;
   },
   /**
-   * DeactivateUser marks an account inactive; the row is kept. Repeats succeed.
+   * DeactivateUser marks an account inactive; the row is kept. A deactivated account is
+   * refused, here as in every call made for it: PERMISSION_DENIED with reason
+   * account_deactivated.
    *
    * @generated from rpc merch.store.v1.UserService.DeactivateUser
    */

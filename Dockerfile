@@ -28,7 +28,7 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
 FROM node:${NODE_VERSION}-slim AS runtime
 ENV NODE_ENV=production
 # The same V8 heap limits as scripts/stack.ts (SERVICE_NODE_FLAGS); bench/results.md says why.
-ENV NODE_OPTIONS="--max-semi-space-size=2 --max-old-space-size=64"
+ENV NODE_OPTIONS="--max-semi-space-size=2 --max-old-space-size=48"
 WORKDIR /app
 # log-service keeps its spool here (DATA_DIR); compose mounts a volume on it.
 RUN mkdir -p /data && chown node:node /data

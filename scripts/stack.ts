@@ -55,7 +55,7 @@ export interface Stack {
  * with them each service stays well under 150 MB resident at a few per cent of CPU. See
  * bench/results.md.
  */
-export const SERVICE_NODE_FLAGS = ["--max-semi-space-size=2", "--max-old-space-size=64"];
+export const SERVICE_NODE_FLAGS = ["--max-semi-space-size=2", "--max-old-space-size=48"];
 
 const ENTRY: Record<ServiceName, string> = {
   "db-service": "db-service/src/server.ts",

@@ -2,15 +2,15 @@ import { randomBytes } from "node:crypto";
 import { availableParallelism } from "node:os";
 import { hash, verify } from "@node-rs/argon2";
 
-// One of OWASP's equivalent argon2id configurations: 12 MiB of memory, 3 passes, 1 lane. It
+// One of OWASP's equivalent argon2id configurations: 9 MiB of memory, 4 passes, 1 lane. It
 // costs an attacker as much as the 19 MiB / 2 passes one, and keeps db-service's memory low
 // while logins run (see bench/results.md). @node-rs/argon2 uses argon2id by default; hashes
 // made with other parameters still verify, since each hash carries its own.
-export const ARGON2_PARAMS = { memoryCost: 12_288, timeCost: 3, parallelism: 1 } as const;
+export const ARGON2_PARAMS = { memoryCost: 9216, timeCost: 4, parallelism: 1 } as const;
 
 /**
- * Each hash holds its 12 MiB while it runs. Running more at once than there are cores buys no
- * throughput, only memory (32 logins at once would need 400 MiB), so the rest wait their turn.
+ * Each hash holds its 9 MiB while it runs. Running more at once than there are cores buys no
+ * throughput, only memory (32 logins at once would need 300 MiB), so the rest wait their turn.
  */
 class Gate {
   #free: number;

@@ -34,11 +34,11 @@ TRANSPORTS.forEach((transport, i) => {
       assert.ok(!wire.includes(alice.password) && !wire.includes("argon2"));
     });
 
-    test("stores an argon2id hash with OWASP parameters (m=12 MiB, t=3, p=1)", async () => {
+    test("stores an argon2id hash with OWASP parameters (m=9 MiB, t=4, p=1)", async () => {
       const sql = postgres(stack.pg.url, { max: 1 });
       try {
         const [row] = await sql`SELECT password_hash FROM users WHERE sid = ${alice.sid}`;
-        assert.match(String(row?.password_hash), /^\$argon2id\$v=19\$m=12288,t=3,p=1\$/);
+        assert.match(String(row?.password_hash), /^\$argon2id\$v=19\$m=9216,t=4,p=1\$/);
       } finally {
         await sql.end();
       }

@@ -27,8 +27,6 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
 
 FROM node:${NODE_VERSION}-slim AS runtime
 ENV NODE_ENV=production
-# The same V8 heap limits as scripts/stack.ts (SERVICE_NODE_FLAGS); bench/results.md says why.
-ENV NODE_OPTIONS="--max-semi-space-size=2 --max-old-space-size=48"
 WORKDIR /app
 # log-service keeps its spool here (DATA_DIR); compose mounts a volume on it.
 RUN mkdir -p /data && chown node:node /data
@@ -46,7 +44,8 @@ STOPSIGNAL SIGTERM
 FROM runtime AS db-service
 COPY db-service/package.json db-service/
 COPY db-service/src db-service/src
-ENV PORT=50051
+# The same V8 heap limits as scripts/stack.ts (SERVICE_NODE_FLAGS); bench/results.md says why.
+ENV PORT=50051 NODE_OPTIONS="--max-semi-space-size=2 --max-old-space-size=48"
 EXPOSE 50051
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
   CMD ["node", "/app/scripts/healthcheck.ts", "grpc"]
@@ -55,7 +54,7 @@ CMD ["node", "db-service/src/server.ts"]
 FROM runtime AS log-service
 COPY log-service/package.json log-service/
 COPY log-service/src log-service/src
-ENV PORT=50052 DATA_DIR=/data
+ENV PORT=50052 DATA_DIR=/data NODE_OPTIONS="--max-semi-space-size=4 --max-old-space-size=64"
 EXPOSE 50052
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
   CMD ["node", "/app/scripts/healthcheck.ts", "grpc"]
@@ -64,7 +63,7 @@ CMD ["node", "log-service/src/server.ts"]
 FROM runtime AS gateway
 COPY gateway/package.json gateway/openapi.yaml gateway/
 COPY gateway/src gateway/src
-ENV PORT=8080
+ENV PORT=8080 NODE_OPTIONS="--max-semi-space-size=2 --max-old-space-size=48"
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
   CMD ["node", "/app/scripts/healthcheck.ts", "/healthz"]

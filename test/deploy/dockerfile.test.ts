@@ -122,8 +122,8 @@ describe("Dockerfile", () => {
 
 describe("each service image", () => {
   test("runs with the V8 heap limits the store is measured with", () => {
-    for (const name of Object.keys(SERVICES)) {
-      assert.equal(imageConfig(dockerfile, name).env.NODE_OPTIONS, SERVICE_NODE_FLAGS.join(" "), name);
+    for (const name of Object.keys(SERVICES) as (keyof typeof SERVICES)[]) {
+      assert.equal(imageConfig(dockerfile, name).env.NODE_OPTIONS, SERVICE_NODE_FLAGS[name].join(" "), name);
     }
   });
 

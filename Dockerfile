@@ -54,7 +54,7 @@ CMD ["node", "db-service/src/server.ts"]
 FROM runtime AS log-service
 COPY log-service/package.json log-service/
 COPY log-service/src log-service/src
-ENV PORT=50052 DATA_DIR=/data NODE_OPTIONS="--max-semi-space-size=4 --max-old-space-size=64"
+ENV PORT=50052 DATA_DIR=/data NODE_OPTIONS="--max-semi-space-size=4 --max-old-space-size=56"
 EXPOSE 50052
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
   CMD ["node", "/app/scripts/healthcheck.ts", "grpc"]

@@ -58,7 +58,7 @@ export interface Stack {
  */
 export const SERVICE_NODE_FLAGS: Record<ServiceName, string[]> = {
   "db-service": ["--max-semi-space-size=2", "--max-old-space-size=48"],
-  "log-service": ["--max-semi-space-size=4", "--max-old-space-size=64"],
+  "log-service": ["--max-semi-space-size=4", "--max-old-space-size=56"],
   gateway: ["--max-semi-space-size=2", "--max-old-space-size=48"],
 };
 

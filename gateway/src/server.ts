@@ -1,11 +1,8 @@
-import { ConfigError } from "@merch/kit/config";
-import { createLogger } from "@merch/kit/logger";
-import { onShutdown } from "@merch/kit/shutdown";
+import { runMain } from "@merch/kit/main";
 import { buildGateway } from "./app.ts";
 import { loadConfig } from "./config.ts";
 
-const logger = createLogger("gateway");
-try {
+await runMain("gateway", async (logger) => {
   const config = loadConfig();
   if (config.jwtSecretGenerated) {
     logger.warn(
@@ -15,11 +12,5 @@ try {
   }
   const gateway = await buildGateway(config, logger);
   await gateway.app.listen({ port: config.port, host: config.host });
-  onShutdown(logger, () => gateway.close());
-} catch (err) {
-  if (err instanceof ConfigError) {
-    logger.fatal(err.message);
-    process.exit(2);
-  }
-  throw err;
-}
+  return gateway;
+});

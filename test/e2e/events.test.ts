@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { client } from "../support/api.ts";
-import { type LogRecord, readLogChannel } from "../support/log-channel.ts";
+import { type ChannelRecord, readLogChannel } from "../support/log-channel.ts";
 import { startTestStore, type TestStore } from "../support/store.ts";
 
 // What the gateway tells log-service arrives on Kafka's log-channel: every request, every key
@@ -41,7 +41,7 @@ test("register, logins, an auth failure, an order, its cancellation, an update a
   assert.equal((await api("PATCH", "/users/me", { token, body: { email: "eve2@example.com" } })).status, 200);
   assert.equal((await api("POST", "/users/me/deactivate", { token })).status, 204);
 
-  const mine = (event: string) => (r: LogRecord) => r.value.event === event && r.value.user_id === userId;
+  const mine = (event: string) => (r: ChannelRecord) => r.value.event === event && r.value.user_id === userId;
   const registered = await channel.waitFor(mine("user.registered"), "user.registered");
   const failed = await channel.waitFor((r) => r.value.event === "user.login_failed", "user.login_failed");
   assert.equal(failed.value.attributes.reason, "invalid_credentials");

@@ -1,27 +1,18 @@
 import { type Consumer, Kafka, logLevel } from "kafkajs";
+import type { LogRecord } from "../../log-service/src/events.ts";
 
-export interface LogRecord {
+/** A record read back from log-channel: the JSON record log-service wrote, its key and text. */
+export interface ChannelRecord {
   key: string | null;
   raw: string;
-  value: {
-    id: string;
-    time: string;
-    level: string;
-    service: string;
-    event: string;
-    message: string;
-    user_id: number | null;
-    request_id: string | null;
-    http: { method: string; path: string; status: number; duration_ms: number } | null;
-    attributes: Record<string, string>;
-  };
+  value: LogRecord;
 }
 
 /** Reads the log-channel topic from the beginning into memory, as an operator's consumer would. */
 export async function readLogChannel(brokers: string, topic = "log-channel") {
   const kafka = new Kafka({ clientId: "e2e-reader", brokers: [brokers], logLevel: logLevel.NOTHING });
   const consumer: Consumer = kafka.consumer({ groupId: `e2e-${process.pid}-${Date.now()}` });
-  const records: LogRecord[] = [];
+  const records: ChannelRecord[] = [];
   await consumer.connect();
   await consumer.subscribe({ topic, fromBeginning: true });
   await consumer.run({
@@ -32,7 +23,7 @@ export async function readLogChannel(brokers: string, topic = "log-channel") {
   });
   return {
     records,
-    async waitFor(predicate: (r: LogRecord) => boolean, what: string, timeoutMs = 30_000): Promise<LogRecord> {
+    async waitFor(predicate: (r: ChannelRecord) => boolean, what: string, timeoutMs = 30_000): Promise<ChannelRecord> {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
         const found = records.find(predicate);

@@ -5,6 +5,7 @@ import { rpcError } from "@merch/kit/errors";
 import { type SQL, sql } from "drizzle-orm";
 import { orderToProto } from "./convert.ts";
 import { constraintOf, type Db, sqlState } from "./db.ts";
+import { accountDeactivated, productNotFound, userNotFound } from "./refusals.ts";
 import type { OrderRow } from "./schema.ts";
 import { Check, MAX_ID } from "./validation.ts";
 import type { WriteBatcher } from "./write-batcher.ts";
@@ -21,8 +22,6 @@ const orderColumns = (alias: string) =>
 const ORDER_COLUMNS = orderColumns("");
 
 const orderNotFound = (id: number) => rpcError(Code.NotFound, "order_not_found", `order ${id} does not exist`);
-const userNotFound = (id: number) => rpcError(Code.NotFound, "user_not_found", `user ${id} does not exist`);
-const deactivated = () => rpcError(Code.PermissionDenied, "account_deactivated", "the account is deactivated");
 
 /** A row of a query that starts from the user, so that a deactivated account is told apart. */
 type WithOwner<T> = { active: boolean } & { [K in keyof T]: T[K] | null };
@@ -63,7 +62,7 @@ export function orderService(db: Db, writer: WriteBatcher): ServiceImpl<typeof O
       FROM users u LEFT JOIN orders o ON o.id = ${orderId} AND o.user_id = u.id
       WHERE u.id = ${userId}`)) as unknown as WithOwner<OrderRow>[];
     if (!row) throw userNotFound(userId);
-    if (!row.active) throw deactivated();
+    if (!row.active) throw accountDeactivated();
     if (row.id === null) throw orderNotFound(orderId);
     return row as OrderRow;
   }
@@ -93,10 +92,10 @@ export function orderService(db: Db, writer: WriteBatcher): ServiceImpl<typeof O
       SELECT (SELECT stock FROM products WHERE id = ${productId}) AS stock,
              (SELECT is_active FROM users WHERE id = ${userId}) AS active`);
     if (state?.stock === null || state?.stock === undefined) {
-      throw rpcError(Code.NotFound, "product_not_found", `product ${productId} does not exist`);
+      throw productNotFound(productId);
     }
-    if (state.active === null) throw rpcError(Code.NotFound, "user_not_found", `user ${userId} does not exist`);
-    if (!state.active) throw rpcError(Code.PermissionDenied, "account_deactivated", "the account is deactivated");
+    if (state.active === null) throw userNotFound(userId);
+    if (!state.active) throw accountDeactivated();
     throw rpcError(
       Code.FailedPrecondition,
       "insufficient_stock",
@@ -179,7 +178,7 @@ export function orderService(db: Db, writer: WriteBatcher): ServiceImpl<typeof O
         WHERE u.id = ${req.userId}`)) as unknown as WithOwner<OrderRow>[];
       const [owner] = result;
       if (!owner) throw userNotFound(req.userId);
-      if (!owner.active) throw deactivated();
+      if (!owner.active) throw accountDeactivated();
       const page = result.filter((r): r is WithOwner<OrderRow> & OrderRow => r.id !== null);
       const more = page.length > size;
       const items = more ? page.slice(0, size) : page;

@@ -1,9 +1,9 @@
-import { Code, type ServiceImpl } from "@connectrpc/connect";
+import type { ServiceImpl } from "@connectrpc/connect";
 import type { ProductService } from "@merch/gen/merch/store/v1/product_pb";
-import { rpcError } from "@merch/kit/errors";
 import { asc, eq, sql } from "drizzle-orm";
 import { productToProto } from "./convert.ts";
 import type { Db } from "./db.ts";
+import { productNotFound } from "./refusals.ts";
 import { products } from "./schema.ts";
 import { Check } from "./validation.ts";
 
@@ -23,7 +23,7 @@ export function productService(db: Db): ServiceImpl<typeof ProductService> {
     async getProduct(req) {
       new Check().id("id", req.id).done();
       const [row] = await byId.execute({ id: req.id });
-      if (!row) throw rpcError(Code.NotFound, "product_not_found", `product ${req.id} does not exist`);
+      if (!row) throw productNotFound(req.id);
       return { product: productToProto(row) };
     },
   };

@@ -6,6 +6,7 @@ import type { PgUpdateSetSource } from "drizzle-orm/pg-core";
 import { userToProto } from "./convert.ts";
 import { constraintOf, type Db, sqlState } from "./db.ts";
 import { burnVerification, hashPassword, verifyPassword } from "./passwords.ts";
+import { accountDeactivated, userNotFound } from "./refusals.ts";
 import { type UserRow, users } from "./schema.ts";
 import { Check } from "./validation.ts";
 
@@ -23,9 +24,6 @@ function alreadyExists(err: unknown): never {
   }
   throw err;
 }
-
-const userNotFound = (id: number) => rpcError(Code.NotFound, "user_not_found", `user ${id} does not exist`);
-const deactivated = () => rpcError(Code.PermissionDenied, "account_deactivated", "the account is deactivated");
 
 export function userService(db: Db): ServiceImpl<typeof UserService> {
   const byId = db
@@ -73,7 +71,7 @@ export function userService(db: Db): ServiceImpl<typeof UserService> {
       if (!row || !ok) {
         throw rpcError(Code.Unauthenticated, "invalid_credentials", "unknown user or wrong password");
       }
-      if (!row.isActive) throw deactivated();
+      if (!row.isActive) throw accountDeactivated();
       return { user: userToProto(row) };
     },
 
@@ -99,7 +97,7 @@ export function userService(db: Db): ServiceImpl<typeof UserService> {
         )
         .done();
       const current = await load(req.userId);
-      if (!current.isActive) throw deactivated();
+      if (!current.isActive) throw accountDeactivated();
       if (req.currentPassword !== undefined && !(await verifyPassword(current.passwordHash, req.currentPassword))) {
         throw rpcError(Code.PermissionDenied, "wrong_current_password", "current_password is wrong");
       }
@@ -129,7 +127,7 @@ export function userService(db: Db): ServiceImpl<typeof UserService> {
       // The user exists (load throws otherwise), so it was deactivated already: the caller's
       // session ended with that, and the call is refused like any other of that account.
       await load(req.userId);
-      throw deactivated();
+      throw accountDeactivated();
     },
   };
 }

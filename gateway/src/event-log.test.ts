@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, test } from "node:test";
+import { after, before, type TestContext, test } from "node:test";
 import { createLogger } from "@merch/kit/logger";
 import { freePort } from "../../scripts/postgres.ts";
 import { runService, type ServiceProcess } from "../../scripts/stack.ts";
@@ -41,6 +41,13 @@ async function waitServing(): Promise<void> {
   throw new Error(`log-service did not start:\n${service.output()}`);
 }
 
+/** An EventLog that is closed when the test ends, pass or fail: a live one keeps the file running. */
+function eventLog(t: TestContext, opts: ConstructorParameters<typeof EventLog>[2]): EventLog {
+  const log = new EventLog(clients.logs, createLogger("gateway", "silent"), opts);
+  t.after(() => log.close(1000));
+  return log;
+}
+
 function published(): { id: string; event: string; message: string; service: string }[] {
   const file = join(dir, "log-channel.jsonl");
   if (!existsSync(file)) return [];
@@ -58,8 +65,8 @@ async function until(condition: () => boolean, what: string, timeoutMs = 20_000)
   }
 }
 
-test("events sent across a log-service restart all arrive, none twice", async () => {
-  const log = new EventLog(clients.logs, createLogger("gateway", "silent"), { maxEvents: 10_000, ackAfterMs: 200 });
+test("events sent across a log-service restart all arrive, none twice", async (t) => {
+  const log = eventLog(t, { maxEvents: 10_000, ackAfterMs: 200 });
   const run = `restart-${Date.now()}`;
   let sent = 0;
   const emit = () => log.emit({ level: "info", event: run, message: String(sent++) });
@@ -83,8 +90,8 @@ test("events sent across a log-service restart all arrive, none twice", async ()
   assert.equal(log.stats().dropped, 0);
 });
 
-test("while log-service is down the buffer is bounded; what does not fit is counted, the rest arrives", async () => {
-  const log = new EventLog(clients.logs, createLogger("gateway", "silent"), { maxEvents: 100, ackAfterMs: 200 });
+test("while log-service is down the buffer is bounded; what does not fit is counted, the rest arrives", async (t) => {
+  const log = eventLog(t, { maxEvents: 100, ackAfterMs: 200 });
   const run = `bounded-${Date.now()}`;
   await service.stop();
   for (let i = 0; i < 130; i++) log.emit({ level: "warn", event: run, message: String(i) });
@@ -101,8 +108,8 @@ test("while log-service is down the buffer is bounded; what does not fit is coun
   );
 });
 
-test("attributes that look like secrets never leave the gateway", async () => {
-  const log = new EventLog(clients.logs, createLogger("gateway", "silent"), { maxEvents: 100, ackAfterMs: 100 });
+test("attributes that look like secrets never leave the gateway", async (t) => {
+  const log = eventLog(t, { maxEvents: 100, ackAfterMs: 100 });
   const run = `secret-${Date.now()}`;
   log.emit({
     level: "info",

@@ -202,28 +202,37 @@ export class EventLog {
           controller.abort(new Error("log-service did not acknowledge in time"));
         }
       }, 1000);
+      let res: Awaited<ReturnType<Client<typeof LogService>["streamLogs"]>> | undefined;
+      let failure: unknown;
       try {
-        const res = await abandonable(this.#client.streamLogs(this.#feed(flight), { signal }), signal);
+        res = await abandonable(this.#client.streamLogs(this.#feed(flight), { signal }), signal);
+      } catch (err) {
+        failure = err;
+      } finally {
+        clearInterval(watchdog);
+        // Before anything else: the feed must stop taking events from the queue at once. A feed
+        // left running while we back off would move new events into this finished flight,
+        // where nothing would ever send or requeue them. The feed checks the signal after
+        // every wait, before it takes anything.
+        controller.abort();
+      }
+      const unacked = flight.unacked;
+      flight.unacked = [];
+      this.#flight = undefined;
+      if (res !== undefined) {
         const processed = Number(res.accepted + res.rejected);
         this.#delivered += Number(res.accepted);
         if (res.rejected > 0n) this.#logger.error({ rejections: res.rejections }, "log-service rejected log events");
-        this.#requeue(flight.unacked.slice(processed));
+        this.#requeue(unacked.slice(processed));
         backoff = 100;
-      } catch (err) {
-        this.#connected = false;
-        this.#requeue(flight.unacked);
-        if (this.#abort.signal.aborted) return;
-        this.#logger.debug({ err: String(err), retryInMs: Math.round(backoff) }, "log stream failed");
-        await this.#sleep(this.#closing ? Math.min(backoff, 200) : backoff, this.#abort.signal);
-        backoff = Math.min(backoff * 2, this.#maxBackoffMs) * (0.75 + Math.random() / 2);
-      } finally {
-        clearInterval(watchdog);
-        // Also after an answer: log-service may answer before we end our side (when it shuts
-        // down), and the stream's feed must stop and not take more events from the queue.
-        controller.abort();
-        flight.unacked = [];
-        this.#flight = undefined;
+        continue;
       }
+      this.#connected = false;
+      this.#requeue(unacked);
+      if (this.#abort.signal.aborted) return;
+      this.#logger.debug({ err: String(failure), retryInMs: Math.round(backoff) }, "log stream failed");
+      await this.#sleep(this.#closing ? Math.min(backoff, 200) : backoff, this.#abort.signal);
+      backoff = Math.min(backoff * 2, this.#maxBackoffMs) * (0.75 + Math.random() / 2);
     }
   }
 

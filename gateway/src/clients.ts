@@ -1,11 +1,11 @@
 import { type Client, createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, type Http2SessionManager } from "@connectrpc/connect-node";
-import { GuardedSessionManager } from "@merch/kit/session-manager";
 import { Health } from "@merch/gen/grpc/health/v1/health_pb";
 import { LogService } from "@merch/gen/merch/log/v1/log_pb";
 import { OrderService } from "@merch/gen/merch/store/v1/order_pb";
 import { ProductService } from "@merch/gen/merch/store/v1/product_pb";
 import { UserService } from "@merch/gen/merch/store/v1/user_pb";
+import { GuardedSessionManager } from "@merch/kit/session-manager";
 import type { DbTransport } from "./config.ts";
 
 export interface DbClients {

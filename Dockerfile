@@ -4,7 +4,7 @@
 #   docker build --target gateway -t sustech-merch/gateway .
 # compose.yaml builds all three. Stages:
 #   deps     production node_modules of every workspace, from package-lock.json
-#   runtime  Node 24 slim, those node_modules, the shared workspaces (gen, kit) and the health check
+#   runtime  Node 24 slim, those node_modules, the shared workspaces (gen, kit, with the health check)
 #   db-service, log-service, gateway
 #            runtime plus that service's own sources, port, health check and command
 # There is no build step: Node 24 runs the TypeScript sources as they are (type stripping).
@@ -21,6 +21,7 @@ COPY kit/package.json kit/
 COPY db-service/package.json db-service/
 COPY log-service/package.json log-service/
 COPY gateway/package.json gateway/
+COPY devstack/package.json devstack/
 # --omit=dev leaves out the toolchain (and the `node` package); no production dependency needs an
 # install script (@node-rs/argon2 ships prebuilt binaries as optional packages).
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
@@ -36,7 +37,6 @@ COPY gen/package.json gen/
 COPY gen/src gen/src
 COPY kit/package.json kit/
 COPY kit/src kit/src
-COPY scripts/healthcheck.ts scripts/
 # Code and dependencies belong to root and are read-only to the service's user.
 USER node
 STOPSIGNAL SIGTERM
@@ -44,11 +44,11 @@ STOPSIGNAL SIGTERM
 FROM runtime AS db-service
 COPY db-service/package.json db-service/
 COPY db-service/src db-service/src
-# The same V8 heap limits as scripts/stack.ts (SERVICE_NODE_FLAGS); bench/results.md says why.
+# The same V8 heap limits as devstack/src/services.ts (SERVICE_NODE_FLAGS); bench/results.md says why.
 ENV PORT=50051 NODE_OPTIONS="--max-semi-space-size=2 --max-old-space-size=48"
 EXPOSE 50051
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
-  CMD ["node", "/app/scripts/healthcheck.ts", "grpc"]
+  CMD ["node", "/app/kit/src/healthcheck.ts", "grpc"]
 CMD ["node", "db-service/src/server.ts"]
 
 FROM runtime AS log-service
@@ -57,7 +57,7 @@ COPY log-service/src log-service/src
 ENV PORT=50052 DATA_DIR=/data NODE_OPTIONS="--max-semi-space-size=4 --max-old-space-size=56"
 EXPOSE 50052
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
-  CMD ["node", "/app/scripts/healthcheck.ts", "grpc"]
+  CMD ["node", "/app/kit/src/healthcheck.ts", "grpc"]
 CMD ["node", "log-service/src/server.ts"]
 
 FROM runtime AS gateway
@@ -66,5 +66,5 @@ COPY gateway/src gateway/src
 ENV PORT=8080 NODE_OPTIONS="--max-semi-space-size=2 --max-old-space-size=48"
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
-  CMD ["node", "/app/scripts/healthcheck.ts", "/healthz"]
+  CMD ["node", "/app/kit/src/healthcheck.ts", "/healthz"]
 CMD ["node", "gateway/src/server.ts"]

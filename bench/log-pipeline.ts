@@ -7,6 +7,8 @@ import { randomUUID } from "node:crypto";
 import { parseArgs } from "node:util";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { startKafka } from "@merch/devstack/kafka";
+import { spawnLogService, tempDir } from "@merch/devstack/log-service";
 import {
   LogEventSchema,
   LogLevel,
@@ -14,8 +16,6 @@ import {
   StreamLogsRequestSchema,
 } from "@merch/gen/merch/log/v1/log_pb";
 import { Kafka, logLevel } from "kafkajs";
-import { spawnLogService, tempDir } from "../log-service/src/test-support.ts";
-import { startKafka } from "../scripts/kafka.ts";
 
 const { values } = parseArgs({
   options: {

@@ -7,10 +7,10 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { startKafka } from "@merch/devstack/kafka";
+import { REPO_ROOT } from "@merch/devstack/paths";
+import { startStack } from "@merch/devstack/stack";
 import autocannon from "autocannon";
-import { startKafka } from "../scripts/kafka.ts";
-import { REPO_ROOT } from "../scripts/postgres.ts";
-import { startStack } from "../scripts/stack.ts";
 
 const { values } = parseArgs({
   options: {

@@ -4,10 +4,11 @@
 import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { freePort } from "@merch/devstack/ports";
+import { startPostgres } from "@merch/devstack/postgres";
+import { runService } from "@merch/devstack/services";
 import { dbClients } from "../gateway/src/clients.ts";
 import { DB_TRANSPORTS } from "../gateway/src/config.ts";
-import { freePort, startPostgres } from "../scripts/postgres.ts";
-import { runService } from "../scripts/stack.ts";
 
 const calls = Number(process.argv[2] ?? 20_000);
 const concurrency = Number(process.argv[3] ?? 32);

@@ -1,5 +1,5 @@
 -- The SUSTech Merch Store schema and seed. PostgreSQL runs this file once on an empty
--- database (docker-entrypoint-initdb.d in compose, scripts/postgres.ts locally and in tests).
+-- database (docker-entrypoint-initdb.d in compose, devstack/src/postgres.ts locally and in tests).
 -- db-service/src/schema.ts describes the same tables for drizzle-orm; a test checks that
 -- the two agree column by column.
 

@@ -6,8 +6,8 @@
 // (scripts/store-db.ts). No psql needed.
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { INIT_SQL } from "@merch/devstack/postgres";
 import postgres from "postgres";
-import { INIT_SQL } from "./postgres.ts";
 import { NoDatabaseError, redact, storeDatabase } from "./store-db.ts";
 
 const TABLES = ["users", "products", "orders", "idempotency_keys"] as const;

@@ -3,8 +3,8 @@
 //   db-service :50051, log-service :50052 (file sink unless KAFKA_BROKERS is set), gateway :8080.
 import { rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import { startStack } from "@merch/devstack/stack";
 import { readConfig } from "@merch/kit/config";
-import { startStack } from "./stack.ts";
 
 const env = readConfig((e) => ({
   dataDir: resolve(e.string("DATA_DIR", ".data")),

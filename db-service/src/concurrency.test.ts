@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { newUser, stockOf } from "@merch/devstack/db-fixtures";
+import { type DbStack, startDbStack, TRANSPORTS } from "@merch/devstack/db-stack";
 import { reasonOf } from "@merch/kit/errors";
 import postgres from "postgres";
-import { newUser, stockOf } from "../../test/support/db-fixtures.ts";
-import { type DbStack, startDbStack, TRANSPORTS } from "../../test/support/db-stack.ts";
 
 let stack: DbStack;
 before(async () => {

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { Code } from "@connectrpc/connect";
+import { newProduct, newUser, stockOf } from "@merch/devstack/db-fixtures";
+import { type DbStack, startDbStack, TRANSPORTS } from "@merch/devstack/db-stack";
+import { rejectsFields, rejectsWith } from "@merch/devstack/rpc-assert";
 import { OrderStatus } from "@merch/gen/merch/store/v1/order_pb";
-import { newProduct, newUser, stockOf } from "../../test/support/db-fixtures.ts";
-import { type DbStack, startDbStack, TRANSPORTS } from "../../test/support/db-stack.ts";
-import { rejectsFields, rejectsWith } from "../../test/support/rpc-assert.ts";
 
 let stack: DbStack;
 before(async () => {

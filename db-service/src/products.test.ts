@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { Code } from "@connectrpc/connect";
-import { type DbStack, startDbStack, TRANSPORTS } from "../../test/support/db-stack.ts";
-import { rejectsFields, rejectsWith } from "../../test/support/rpc-assert.ts";
+import { type DbStack, startDbStack, TRANSPORTS } from "@merch/devstack/db-stack";
+import { rejectsFields, rejectsWith } from "@merch/devstack/rpc-assert";
 
 let stack: DbStack;
 before(async () => {

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
+import { startTestPostgres, type TestPostgres } from "@merch/devstack/postgres";
 import { getTableConfig, type PgTable } from "drizzle-orm/pg-core";
 import postgres from "postgres";
-import { startTestPostgres, type TestPostgres } from "../../scripts/postgres.ts";
 import * as schema from "./schema.ts";
 
 // init.sql creates the database; schema.ts is how db-service sees it. They must not drift.

@@ -5,11 +5,12 @@ import { after, before, test } from "node:test";
 import { promisify } from "node:util";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { REPO_ROOT } from "@merch/devstack/paths";
+import { freePort } from "@merch/devstack/ports";
+import { startTestPostgres, type TestPostgres } from "@merch/devstack/postgres";
+import { runService, type ServiceProcess, waitForOutput } from "@merch/devstack/services";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@merch/gen/grpc/health/v1/health_pb";
 import { UserService } from "@merch/gen/merch/store/v1/user_pb";
-import { freePort, REPO_ROOT, startTestPostgres, type TestPostgres } from "../../scripts/postgres.ts";
-import { runService, type ServiceProcess } from "../../scripts/stack.ts";
-import { waitForOutput } from "../../test/support/process.ts";
 
 // The real entrypoint, as `npm start` and the container run it.
 

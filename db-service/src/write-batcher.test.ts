@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
+import { startTestPostgres, type TestPostgres } from "@merch/devstack/postgres";
 import { sql as q } from "drizzle-orm";
 import postgres from "postgres";
-import { startTestPostgres, type TestPostgres } from "../../scripts/postgres.ts";
 import { sqlState } from "./db.ts";
 import { WriteBatcher } from "./write-batcher.ts";
 

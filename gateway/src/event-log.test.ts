@@ -1,11 +1,12 @@
 import assert from "node:assert/strict";
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, type TestContext, test } from "node:test";
+import { readLogFile } from "@merch/devstack/log-channel";
+import { freePort } from "@merch/devstack/ports";
+import { runService, type ServiceProcess } from "@merch/devstack/services";
 import { createLogger } from "@merch/kit/logger";
-import { freePort } from "../../scripts/postgres.ts";
-import { runService, type ServiceProcess } from "../../scripts/stack.ts";
 import { type LogClients, logClients } from "./clients.ts";
 import { EventLog } from "./event-log.ts";
 
@@ -48,13 +49,8 @@ function eventLog(t: TestContext, opts: ConstructorParameters<typeof EventLog>[2
   return log;
 }
 
-function published(): { id: string; event: string; message: string; service: string }[] {
-  const file = join(dir, "log-channel.jsonl");
-  if (!existsSync(file)) return [];
-  return readFileSync(file, "utf8")
-    .split("\n")
-    .filter((l) => l !== "")
-    .map((l) => JSON.parse(l));
+function published() {
+  return readLogFile(join(dir, "log-channel.jsonl")).map((r) => r.record);
 }
 
 async function until(condition: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {

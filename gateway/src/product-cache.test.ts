@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { type DbStack, startDbStack } from "@merch/devstack/db-stack";
 import postgres from "postgres";
-import { type DbStack, startDbStack } from "../../test/support/db-stack.ts";
 import { type DbClients, dbClients } from "./clients.ts";
 import { ProductCache } from "./product-cache.ts";
 

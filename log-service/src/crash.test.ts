@@ -1,21 +1,21 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import type { StreamLogsRequest } from "@merch/gen/merch/log/v1/log_pb";
-import { type KafkaBroker, startKafka } from "../../scripts/kafka.ts";
+import { type KafkaBroker, startKafka } from "@merch/devstack/kafka";
+import { readIds } from "@merch/devstack/log-channel";
 import {
   batches,
   type ChildLogService,
   eventually,
   isAscending,
   metricsOf,
-  readIds,
   seqsByUser,
   spawnLogService,
   statusOf,
   streamOf,
   tempDir,
   userEvents,
-} from "./test-support.ts";
+} from "@merch/devstack/log-service";
+import type { StreamLogsRequest } from "@merch/gen/merch/log/v1/log_pb";
 
 let broker: KafkaBroker;
 const children: ChildLogService[] = [];

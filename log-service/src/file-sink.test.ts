@@ -5,21 +5,21 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { after, before, test } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { LogLevel } from "@merch/gen/merch/log/v1/log_pb";
-import { violationsOf } from "@merch/kit/errors";
-import type { LogRecord } from "./events.ts";
-import { CHANNEL_FILE } from "./file-sink.ts";
 import {
   batches,
   type InProcessLogService,
   logEvent,
   metricsOf,
-  REPO_ROOT,
   startInProcess,
   statusOf,
   streamOf,
   userEvents,
-} from "./test-support.ts";
+} from "@merch/devstack/log-service";
+import { REPO_ROOT } from "@merch/devstack/paths";
+import { LogLevel } from "@merch/gen/merch/log/v1/log_pb";
+import { violationsOf } from "@merch/kit/errors";
+import type { LogRecord } from "./events.ts";
+import { CHANNEL_FILE } from "./file-sink.ts";
 
 let log: InProcessLogService;
 

@@ -1,10 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { Health, HealthCheckResponse_ServingStatus as Serving } from "@merch/gen/grpc/health/v1/health_pb";
-import type { StreamLogsRequest } from "@merch/gen/merch/log/v1/log_pb";
-import { reasonOf } from "@merch/kit/errors";
-import { type KafkaBroker, startKafka } from "../../scripts/kafka.ts";
+import { type KafkaBroker, startKafka } from "@merch/devstack/kafka";
+import { readIds } from "@merch/devstack/log-channel";
 import {
   batches,
   eventually,
@@ -12,13 +10,15 @@ import {
   isAscending,
   logEvent,
   metricsOf,
-  readIds,
   seqsByUser,
   startInProcess,
   statusOf,
   streamOf,
   userEvents,
-} from "./test-support.ts";
+} from "@merch/devstack/log-service";
+import { Health, HealthCheckResponse_ServingStatus as Serving } from "@merch/gen/grpc/health/v1/health_pb";
+import type { StreamLogsRequest } from "@merch/gen/merch/log/v1/log_pb";
+import { reasonOf } from "@merch/kit/errors";
 
 let broker: KafkaBroker;
 const services: InProcessLogService[] = [];

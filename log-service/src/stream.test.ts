@@ -5,27 +5,26 @@ import { createInterface } from "node:readline";
 import { after, before, test } from "node:test";
 import { create } from "@bufbuild/protobuf";
 import { Code, createClient } from "@connectrpc/connect";
-import { Health, HealthCheckResponse_ServingStatus as Serving } from "@merch/gen/grpc/health/v1/health_pb";
-import { ServerReflection, ServerReflectionRequestSchema } from "@merch/gen/grpc/reflection/v1/reflection_pb";
-import { LogLevel, StreamLogsRequestSchema } from "@merch/gen/merch/log/v1/log_pb";
-import { violationsOf } from "@merch/kit/errors";
-import { type KafkaBroker, startKafka } from "../../scripts/kafka.ts";
-import type { LogRecord } from "./events.ts";
+import { type KafkaBroker, startKafka } from "@merch/devstack/kafka";
+import { readIds, topicSize } from "@merch/devstack/log-channel";
 import {
   batches,
   type InProcessLogService,
   isAscending,
   logEvent,
   metricsOf,
-  REPO_ROOT,
-  readIds,
   seqsByUser,
   startInProcess,
   statusOf,
   streamOf,
-  topicSize,
   userEvents,
-} from "./test-support.ts";
+} from "@merch/devstack/log-service";
+import { REPO_ROOT } from "@merch/devstack/paths";
+import { Health, HealthCheckResponse_ServingStatus as Serving } from "@merch/gen/grpc/health/v1/health_pb";
+import { ServerReflection, ServerReflectionRequestSchema } from "@merch/gen/grpc/reflection/v1/reflection_pb";
+import { LogLevel, StreamLogsRequestSchema } from "@merch/gen/merch/log/v1/log_pb";
+import { violationsOf } from "@merch/kit/errors";
+import type { LogRecord } from "./events.ts";
 
 let broker: KafkaBroker;
 let log: InProcessLogService;

@@ -5,10 +5,10 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { describe, test } from "node:test";
+import { KAFKA_VERSION } from "@merch/devstack/kafka";
 import { loadConfig as loadDbConfig } from "../../db-service/src/config.ts";
 import { loadConfig as loadGatewayConfig } from "../../gateway/src/config.ts";
 import { loadConfig as loadLogConfig } from "../../log-service/src/config.ts";
-import { KAFKA_VERSION } from "../../scripts/kafka.ts";
 import {
   type ComposeService,
   configReads,

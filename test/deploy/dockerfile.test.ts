@@ -6,11 +6,11 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { join, relative } from "node:path";
 import { describe, test } from "node:test";
+import { SERVICE_NODE_FLAGS } from "@merch/devstack/services";
 import { loadConfig as loadDbConfig } from "../../db-service/src/config.ts";
 import { loadConfig as loadGatewayConfig } from "../../gateway/src/config.ts";
 import { SPEC_PATH } from "../../gateway/src/spec.ts";
 import { loadConfig as loadLogConfig } from "../../log-service/src/config.ts";
-import { SERVICE_NODE_FLAGS } from "../../scripts/stack.ts";
 import {
   contextFiles,
   dockerignore,
@@ -109,12 +109,12 @@ describe("Dockerfile", () => {
       "test/e2e/start.test.ts",
       "scripts/start.ts",
       "db-service/src/orders.test.ts",
-      "log-service/src/test-support.ts",
+      "devstack/src/stack.ts",
       "README.md",
     ]) {
       assert.equal(ignored(path), true, path);
     }
-    for (const path of ["package.json", "db-service/src/server.ts", "gateway/openapi.yaml", "scripts/healthcheck.ts"]) {
+    for (const path of ["package.json", "db-service/src/server.ts", "gateway/openapi.yaml", "kit/src/healthcheck.ts"]) {
       assert.equal(ignored(path), false, path);
     }
   });
@@ -148,7 +148,7 @@ describe("each service image", () => {
     });
 
     test(`${name}: holds every file its entrypoint loads, and no tests`, () => {
-      const graph = importGraph([entry, "scripts/healthcheck.ts"]);
+      const graph = importGraph([entry, "kit/src/healthcheck.ts"]);
       for (const rel of [...graph.files, ...SERVICES[name].extra]) {
         assert.equal(files.get(`/app/${rel}`), rel, `${rel} is loaded by ${name} but not in its image`);
       }
@@ -161,7 +161,7 @@ describe("each service image", () => {
     });
 
     test(`${name}: loads only packages that are production dependencies of the workspace using them`, () => {
-      const graph = importGraph([entry, "scripts/healthcheck.ts"]);
+      const graph = importGraph([entry, "kit/src/healthcheck.ts"]);
       for (const [workspace, packages] of graph.packages) {
         const deps = pkg(workspace === "scripts" ? "." : workspace).dependencies ?? {};
         for (const p of packages) assert.ok(p in deps, `${workspace} loads ${p} but does not list it in dependencies`);
@@ -174,8 +174,8 @@ describe("each service image", () => {
       assert.equal(config.env.PORT, String(port));
       assert.deepEqual(config.expose, [String(port)]);
       // healthcheck.ts takes the port from $PORT, so the check follows a PORT set in compose.yaml.
-      assert.deepEqual(config.healthcheck?.command, ["node", "/app/scripts/healthcheck.ts", SERVICES[name].health]);
-      assert.equal(files.get("/app/scripts/healthcheck.ts"), "scripts/healthcheck.ts");
+      assert.deepEqual(config.healthcheck?.command, ["node", "/app/kit/src/healthcheck.ts", SERVICES[name].health]);
+      assert.equal(files.get("/app/kit/src/healthcheck.ts"), "kit/src/healthcheck.ts");
       const options = config.healthcheck?.options ?? {};
       assert.deepEqual(Object.keys(options).sort(), ["interval", "retries", "start-period", "timeout"]);
       // The script gives up after 4 s; Docker's timeout must be longer.

@@ -12,8 +12,10 @@ import { tmpdir } from "node:os";
 import { dirname, join, posix } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
-import { freePort, REPO_ROOT, startTestPostgres, type TestPostgres } from "../../scripts/postgres.ts";
-import { type Stack, startStack } from "../../scripts/stack.ts";
+import { REPO_ROOT } from "@merch/devstack/paths";
+import { freePort } from "@merch/devstack/ports";
+import { startTestPostgres, type TestPostgres } from "@merch/devstack/postgres";
+import { type Stack, startStack } from "@merch/devstack/stack";
 import {
   containerEnv,
   dockerignore,
@@ -106,15 +108,15 @@ describe("HEALTHCHECK commands against the real services", () => {
     });
   }
 
-  test("an operator runs the same check by URL: node scripts/healthcheck.ts grpc http://127.0.0.1:PORT", async () => {
+  test("an operator runs the same check by URL: node kit/src/healthcheck.ts grpc http://127.0.0.1:PORT", async () => {
     for (const name of ["db-service", "log-service"] as const) {
       const { PORT: _, ...env } = process.env;
-      await execFileP(process.execPath, ["scripts/healthcheck.ts", "grpc", stack.services[name].url], {
+      await execFileP(process.execPath, ["kit/src/healthcheck.ts", "grpc", stack.services[name].url], {
         cwd: REPO_ROOT,
         env,
       });
     }
-    const noPort = await execFileP(process.execPath, ["scripts/healthcheck.ts", "grpc"], {
+    const noPort = await execFileP(process.execPath, ["kit/src/healthcheck.ts", "grpc"], {
       cwd: REPO_ROOT,
       env: { PATH: process.env.PATH ?? "" },
     }).then(

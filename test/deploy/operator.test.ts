@@ -6,8 +6,9 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { REPO_ROOT } from "@merch/devstack/paths";
+import { startTestPostgres, type TestPostgres } from "@merch/devstack/postgres";
 import postgres from "postgres";
-import { REPO_ROOT, startTestPostgres, type TestPostgres } from "../../scripts/postgres.ts";
 
 interface Run {
   code: number | null;

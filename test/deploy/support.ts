@@ -3,9 +3,9 @@
 // deploy tests can hold the two against each other.
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join, posix, relative } from "node:path";
+import { REPO_ROOT } from "@merch/devstack/paths";
 import { ConfigError } from "@merch/kit/config";
 import { parse as parseYaml } from "yaml";
-import { REPO_ROOT } from "../../scripts/postgres.ts";
 
 export { REPO_ROOT };
 export const read = (rel: string): string => readFileSync(join(REPO_ROOT, rel), "utf8");

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
+import { type ApiResponse, client, documentedStatuses, seen } from "@merch/devstack/api";
+import { startTestStore, type TestStore } from "@merch/devstack/store";
 import postgres from "postgres";
 import { SPEC_PATH } from "../../gateway/src/spec.ts";
-import { type ApiResponse, client, documentedStatuses, seen } from "../support/api.ts";
-import { startTestStore, type TestStore } from "../support/store.ts";
 
 // Every row of the contract's route table, driven over HTTP against the three real services.
 

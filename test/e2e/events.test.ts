@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { client } from "../support/api.ts";
-import { type ChannelRecord, readLogChannel } from "../support/log-channel.ts";
-import { startTestStore, type TestStore } from "../support/store.ts";
+import { client } from "@merch/devstack/api";
+import { type ChannelRecord, followLogChannel } from "@merch/devstack/log-channel";
+import { startTestStore, type TestStore } from "@merch/devstack/store";
 
 // What the gateway tells log-service arrives on Kafka's log-channel: every request, every key
 // operation, and never a secret. A log-service outage costs no request and no event.
@@ -11,11 +11,11 @@ process.env.KAFKAJS_NO_PARTITIONER_WARNING = "1";
 
 let store: TestStore;
 let api: ReturnType<typeof client>;
-let channel: Awaited<ReturnType<typeof readLogChannel>>;
+let channel: Awaited<ReturnType<typeof followLogChannel>>;
 before(async () => {
   store = await startTestStore({ kafka: true });
   api = client(store.url);
-  channel = await readLogChannel(store.kafka?.brokers ?? "");
+  channel = await followLogChannel(store.kafka?.brokers ?? "");
 });
 after(async () => {
   await channel?.stop();
@@ -41,33 +41,33 @@ test("register, logins, an auth failure, an order, its cancellation, an update a
   assert.equal((await api("PATCH", "/users/me", { token, body: { email: "eve2@example.com" } })).status, 200);
   assert.equal((await api("POST", "/users/me/deactivate", { token })).status, 204);
 
-  const mine = (event: string) => (r: ChannelRecord) => r.value.event === event && r.value.user_id === userId;
+  const mine = (event: string) => (r: ChannelRecord) => r.record.event === event && r.record.user_id === userId;
   const registered = await channel.waitFor(mine("user.registered"), "user.registered");
-  const failed = await channel.waitFor((r) => r.value.event === "user.login_failed", "user.login_failed");
-  assert.equal(failed.value.attributes.reason, "invalid_credentials");
+  const failed = await channel.waitFor((r) => r.record.event === "user.login_failed", "user.login_failed");
+  assert.equal(failed.record.attributes.reason, "invalid_credentials");
   await channel.waitFor(mine("user.login_succeeded"), "user.login_succeeded");
-  const authFailed = await channel.waitFor((r) => r.value.event === "auth.failed", "auth.failed");
-  assert.equal(authFailed.value.level, "warn");
+  const authFailed = await channel.waitFor((r) => r.record.event === "auth.failed", "auth.failed");
+  assert.equal(authFailed.record.level, "warn");
   const placed = await channel.waitFor(mine("order.placed"), "order.placed");
-  assert.equal(placed.value.attributes.order_id, String(order.body.id));
-  assert.equal(placed.value.attributes.total_price, "19.98");
+  assert.equal(placed.record.attributes.order_id, String(order.body.id));
+  assert.equal(placed.record.attributes.total_price, "19.98");
   await channel.waitFor(mine("order.cancelled"), "order.cancelled");
   const updated = await channel.waitFor(mine("user.updated"), "user.updated");
-  assert.equal(updated.value.attributes.fields, "email");
+  assert.equal(updated.record.attributes.fields, "email");
   await channel.waitFor(mine("user.deactivated"), "user.deactivated");
 
   // One request event per answered request, with its route, status, duration and user.
   const request = await channel.waitFor(
-    (r) => r.value.event === "http.request" && r.value.http?.path === `/orders/${order.body.id}/cancel`,
+    (r) => r.record.event === "http.request" && r.record.http?.path === `/orders/${order.body.id}/cancel`,
     "the cancel request event",
   );
   assert.deepEqual(
-    { ...request.value.http, duration_ms: typeof request.value.http?.duration_ms },
+    { ...request.record.http, duration_ms: typeof request.record.http?.duration_ms },
     { method: "POST", path: `/orders/${order.body.id}/cancel`, status: 200, duration_ms: "number" },
   );
-  assert.equal(request.value.user_id, userId);
-  assert.equal(request.value.service, "gateway");
-  assert.match(request.value.request_id ?? "", /.+/);
+  assert.equal(request.record.user_id, userId);
+  assert.equal(request.record.service, "gateway");
+  assert.match(request.record.request_id ?? "", /.+/);
 
   // One user's events share a key, so they stay in order on one partition.
   assert.equal(registered.key, String(userId));
@@ -78,7 +78,7 @@ test("register, logins, an auth failure, an order, its cancellation, an update a
     assert.ok(!r.raw.includes(token), `a token in ${r.raw}`);
     assert.ok(!/Bearer |eyJhbGci|\$argon2/.test(r.raw), `a credential in ${r.raw}`);
   }
-  assert.equal(new Set(channel.records.map((r) => r.value.id)).size, channel.records.length);
+  assert.equal(new Set(channel.records.map((r) => r.record.id)).size, channel.records.length);
 });
 
 test("while log-service is down, requests still succeed; their events arrive once it is back", async () => {
@@ -98,7 +98,7 @@ test("while log-service is down, requests still succeed; their events arrive onc
   assert.equal(health.body.log_events.dropped, 0);
   log.start();
   await channel.waitFor(
-    (r) => r.value.event === "user.registered" && r.value.user_id === reg.body.id,
+    (r) => r.record.event === "user.registered" && r.record.user_id === reg.body.id,
     "the registration made during the outage",
   );
   const deadline = Date.now() + 30_000;
@@ -106,9 +106,9 @@ test("while log-service is down, requests still succeed; their events arrive onc
   while (outageRequests < 20 && Date.now() < deadline) {
     outageRequests = channel.records.filter(
       (r) =>
-        r.value.event === "http.request" &&
-        r.value.http?.path === "/products/2" &&
-        Date.parse(r.value.time) >= started - 1000,
+        r.record.event === "http.request" &&
+        r.record.http?.path === "/products/2" &&
+        Date.parse(r.record.time) >= started - 1000,
     ).length;
     await new Promise((r) => setTimeout(r, 100));
   }

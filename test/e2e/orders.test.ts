@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { client } from "../support/api.ts";
-import { startTestStore, type TestStore } from "../support/store.ts";
+import { client } from "@merch/devstack/api";
+import { startTestStore, type TestStore } from "@merch/devstack/store";
 
 // The order path under load, through REST only: no oversell, stock back once, idempotent retries.
 

@@ -4,7 +4,8 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:f
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { freePort, REPO_ROOT } from "../../scripts/postgres.ts";
+import { REPO_ROOT } from "@merch/devstack/paths";
+import { freePort } from "@merch/devstack/ports";
 
 // `npm start` as a user runs it: one command, the whole store on embedded defaults, data kept
 // between runs, Ctrl-C stops everything.

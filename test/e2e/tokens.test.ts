@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
+import { type ApiResponse, client } from "@merch/devstack/api";
+import { startTestStore, TEST_JWT_SECRET, type TestStore } from "@merch/devstack/store";
 import { SignJWT } from "jose";
-import { type ApiResponse, client } from "../support/api.ts";
-import { startTestStore, TEST_JWT_SECRET, type TestStore } from "../support/store.ts";
 
 // Attacks on the Bearer token, each of which must end in 401 invalid_token with a challenge.
 

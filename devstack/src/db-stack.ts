@@ -6,7 +6,7 @@ import { UserService } from "@merch/gen/merch/store/v1/user_pb";
 import { createLogger } from "@merch/kit/logger";
 import { startDbService } from "../../db-service/src/app.ts";
 import { loadConfig } from "../../db-service/src/config.ts";
-import { startTestPostgres, type TestPostgres } from "../../scripts/postgres.ts";
+import { startTestPostgres, type TestPostgres } from "./postgres.ts";
 
 export interface StoreClients {
   products: Client<typeof ProductService>;

@@ -7,11 +7,11 @@ import { mkdir, mkdtemp, readdir, rename, rm, writeFile } from "node:fs/promises
 import { type AddressInfo, createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { Kafka, logLevel } from "kafkajs";
+import { REPO_ROOT } from "./paths.ts";
 
-// Must match <kafka.version> in scripts/kafka/pom.xml (ensureKafkaJars and the test check it).
+// Must match <kafka.version> in devstack/kafka/pom.xml (ensureKafkaJars and the test check it).
 // 4.4.0 is on Maven Central but its kafka-tools-api-4.4.0 dependency is not, so it does not resolve.
 export const KAFKA_VERSION = "4.3.1";
 
@@ -24,8 +24,7 @@ export interface KafkaBroker {
 }
 
 const run = promisify(execFile);
-const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..");
-const pomPath = join(repoRoot, "scripts", "kafka", "pom.xml");
+const pomPath = join(REPO_ROOT, "devstack", "kafka", "pom.xml");
 const READY_TIMEOUT_MS = 60_000;
 const KILL_AFTER_MS = 20_000;
 const SETPRIV = "/usr/bin/setpriv";
@@ -33,7 +32,7 @@ const SETPRIV = "/usr/bin/setpriv";
 const fetches = new Map<string, Promise<string>>();
 
 export function ensureKafkaJars(opts: { cacheDir?: string } = {}): Promise<string> {
-  const cacheDir = resolve(opts.cacheDir ?? process.env.KAFKA_CACHE_DIR ?? join(repoRoot, ".cache", "kafka"));
+  const cacheDir = resolve(opts.cacheDir ?? process.env.KAFKA_CACHE_DIR ?? join(REPO_ROOT, ".cache", "kafka"));
   const versionDir = join(cacheDir, `kafka-${KAFKA_VERSION}`);
   let pending = fetches.get(versionDir);
   if (!pending) {
@@ -59,7 +58,7 @@ async function fetchJars(versionDir: string): Promise<string> {
       throw new Error(`mvn ${args.join(" ")} failed:\n${output(err)}`);
     });
     if (!(await readdir(join(tmp, "libs"))).includes(`kafka_2.13-${KAFKA_VERSION}.jar`)) {
-      throw new Error(`${pomPath} does not pin Kafka ${KAFKA_VERSION} (KAFKA_VERSION in scripts/kafka.ts)`);
+      throw new Error(`${pomPath} does not pin Kafka ${KAFKA_VERSION} (KAFKA_VERSION in devstack/src/kafka.ts)`);
     }
     await writeFile(join(tmp, "complete"), `${new Date().toISOString()}\n`);
     try {

@@ -1,9 +1,9 @@
 // A container health check (the images' HEALTHCHECK runs it; slim images have no curl).
 // Exits 0 when the service answers, 1 otherwise, with the reason on stderr.
 //
-//   node scripts/healthcheck.ts grpc [BASE_URL]     grpc.health.v1.Health/Check over Connect JSON
+//   node kit/src/healthcheck.ts grpc [BASE_URL]     grpc.health.v1.Health/Check over Connect JSON
 //                                                   (db-service, log-service): wants SERVING
-//   node scripts/healthcheck.ts /healthz [BASE_URL] GET that path (gateway): wants a 2xx
+//   node kit/src/healthcheck.ts /healthz [BASE_URL] GET that path (gateway): wants a 2xx
 //
 // BASE_URL defaults to http://127.0.0.1:$PORT, the port of the service in the same container,
 // so a PORT changed in compose.yaml moves the check along with the service.
@@ -17,7 +17,7 @@ function fail(message: string): never {
 
 const [mode, baseArg] = process.argv.slice(2);
 if (mode === undefined || (mode !== "grpc" && !mode.startsWith("/"))) {
-  fail("usage: node scripts/healthcheck.ts grpc|/path [BASE_URL]   (BASE_URL defaults to http://127.0.0.1:$PORT)");
+  fail("usage: node kit/src/healthcheck.ts grpc|/path [BASE_URL]   (BASE_URL defaults to http://127.0.0.1:$PORT)");
 }
 const port = process.env.PORT?.trim();
 if (baseArg === undefined && !port) fail("PORT is not set and no BASE_URL was given");

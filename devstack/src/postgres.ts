@@ -13,13 +13,12 @@ import {
   statSync,
   writeFileSync,
 } from "node:fs";
-import { createServer } from "node:net";
 import { arch, platform, tmpdir, userInfo } from "node:os";
 import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import postgres from "postgres";
+import { REPO_ROOT } from "./paths.ts";
+import { freePort } from "./ports.ts";
 
-export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 export const INIT_SQL = join(REPO_ROOT, "db-init", "init.sql");
 const DATABASE = "merch";
 const USER = "merch";
@@ -43,17 +42,6 @@ export interface StartOptions {
   port?: number;
   /** Trade durability for speed (fsync off), for throwaway test clusters. */
   fast?: boolean;
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 interface Binaries {

@@ -1,12 +1,11 @@
-// Shared by the log-service tests: a real log-service (in-process or as a child process), its
-// clients, and a reader of what actually reached the log channel on Kafka.
+// For the log-service tests and benchmarks: a real log-service (in-process or as a child
+// process), its clients, and events to send it.
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { fileURLToPath } from "node:url";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { type Client, createClient, type Transport } from "@connectrpc/connect";
@@ -20,15 +19,14 @@ import {
   StreamLogsRequestSchema,
 } from "@merch/gen/merch/log/v1/log_pb";
 import { createLogger } from "@merch/kit/logger";
-import { Kafka, logLevel } from "kafkajs";
-import { type LogServiceHandle, startLogService } from "./app.ts";
-import { loadConfig } from "./config.ts";
-import type { LogRecord } from "./events.ts";
-import { silenceKafkajsTimerWarnings } from "./kafkajs-warnings.ts";
+import { type LogServiceHandle, startLogService } from "@merch/log-service/app";
+import { loadConfig } from "@merch/log-service/config";
+import { silenceKafkajsTimerWarnings } from "@merch/log-service/kafkajs-warnings";
+import type { ChannelRecord } from "./log-channel.ts";
+import { REPO_ROOT } from "./paths.ts";
 
 silenceKafkajsTimerWarnings();
 
-export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const SERVER_TS = join(REPO_ROOT, "log-service", "src", "server.ts");
 
 export function tempDir(prefix: string): string {
@@ -170,89 +168,6 @@ export function batches(events: readonly LogEvent[], size: number): StreamLogsRe
 
 export async function* streamOf<T>(requests: readonly T[]): AsyncGenerator<T> {
   yield* requests;
-}
-
-export interface ChannelRecord {
-  key: string;
-  partition: number;
-  offset: string;
-  record: LogRecord;
-}
-
-/**
- * Everything on `topic` from the beginning, read until `done` says so (or a deadline passes, to
- * avoid hanging: then it fails and says what it got).
- */
-export async function readChannel(
-  brokers: string,
-  topic: string,
-  done: (records: readonly ChannelRecord[]) => boolean,
-  timeoutMs = 90_000,
-): Promise<ChannelRecord[]> {
-  const kafka = new Kafka({ brokers: [brokers], clientId: "log-service-test-reader", logLevel: logLevel.NOTHING });
-  const consumer = kafka.consumer({ groupId: `test-${randomUUID()}` });
-  await consumer.connect();
-  const records: ChannelRecord[] = [];
-  try {
-    await consumer.subscribe({ topic, fromBeginning: true });
-    await new Promise<void>((resolveRead, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`read ${records.length} records from ${topic} and wanted more`)),
-        timeoutMs,
-      );
-      if (done(records)) {
-        clearTimeout(timer);
-        resolveRead();
-        return;
-      }
-      consumer
-        .run({
-          eachMessage: async ({ partition, message }) => {
-            records.push({
-              key: message.key?.toString() ?? "",
-              partition,
-              offset: message.offset,
-              record: JSON.parse(message.value?.toString() ?? "null") as LogRecord,
-            });
-            if (done(records)) {
-              clearTimeout(timer);
-              resolveRead();
-            }
-          },
-        })
-        .catch(reject);
-    });
-  } finally {
-    await consumer.disconnect();
-  }
-  return records;
-}
-
-/** Records until `ids` have all been seen at least once. */
-export function readIds(brokers: string, topic: string, ids: readonly string[]): Promise<ChannelRecord[]> {
-  const wanted = new Set(ids);
-  const seen = new Set<string>();
-  let checked = 0;
-  return readChannel(brokers, topic, (records) => {
-    for (; checked < records.length; checked++) {
-      const id = (records[checked] as ChannelRecord).record.id;
-      if (wanted.has(id)) seen.add(id);
-    }
-    return seen.size === wanted.size;
-  });
-}
-
-/** How many records the topic holds, from its partitions' offsets. */
-export async function topicSize(brokers: string, topic: string): Promise<number> {
-  const kafka = new Kafka({ brokers: [brokers], clientId: "log-service-test-admin", logLevel: logLevel.NOTHING });
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    const offsets = await admin.fetchTopicOffsets(topic);
-    return offsets.reduce((n, p) => n + Number(p.high) - Number(p.low), 0);
-  } finally {
-    await admin.disconnect();
-  }
 }
 
 /** For each user, the `seq` attributes of their records in the order they arrived (first copies only). */

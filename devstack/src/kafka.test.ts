@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { after, before, test } from "node:test";
 import { Kafka, logLevel, Partitioners } from "kafkajs";
 import { KAFKA_VERSION, type KafkaBroker, startKafka } from "./kafka.ts";
+import { readLogChannel } from "./log-channel.ts";
 
 const TOPIC = "log-channel";
 const COUNT = 100;
@@ -20,7 +21,7 @@ after(async () => {
 });
 
 test("pom.xml pins the same Kafka version as KAFKA_VERSION", () => {
-  const pom = readFileSync(new URL("./kafka/pom.xml", import.meta.url), "utf8");
+  const pom = readFileSync(new URL("../kafka/pom.xml", import.meta.url), "utf8");
   assert.match(pom, new RegExp(`<kafka\\.version>${KAFKA_VERSION.replaceAll(".", "\\.")}</kafka\\.version>`));
 });
 
@@ -40,7 +41,7 @@ test("create, produce with acks=all, consume, and keep data across a restart", {
   assert.ok(new Set(results.map((r) => r.partition)).size > 1, "keys should spread over partitions");
 
   const expected = sent.map((m) => m.value).sort();
-  assert.deepEqual((await consumeAll(kafka, "test-group-1")).sort(), expected);
+  assert.deepEqual((await consumeAll("test-group-1")).sort(), expected);
   assert.equal(await committed(kafka, "test-group-1"), COUNT);
 
   await broker.stop();
@@ -51,35 +52,15 @@ test("create, produce with acks=all, consume, and keep data across a restart", {
   await admin2.connect();
   assert.ok((await admin2.listTopics()).includes(TOPIC));
   await admin2.disconnect();
-  assert.deepEqual((await consumeAll(reconnected, "test-group-2")).sort(), expected);
+  assert.deepEqual((await consumeAll("test-group-2")).sort(), expected);
   // Committed group offsets live in __consumer_offsets, so they must survive the restart too.
   assert.equal(await committed(reconnected, "test-group-1"), COUNT);
 });
 
-async function consumeAll(client: Kafka, groupId: string): Promise<string[]> {
-  const consumer = client.consumer({ groupId });
-  await consumer.connect();
-  await consumer.subscribe({ topic: TOPIC, fromBeginning: true });
-  const values: string[] = [];
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`got ${values.length}/${COUNT} messages`)), 60_000);
-      consumer
-        .run({
-          eachMessage: async ({ message }) => {
-            values.push(message.value?.toString() ?? "");
-            if (values.length >= COUNT) {
-              clearTimeout(timer);
-              resolve();
-            }
-          },
-        })
-        .catch(reject);
-    });
-  } finally {
-    await consumer.disconnect();
-  }
-  return values;
+/** Every value on the topic, read by a consumer of this group (which commits its offsets). */
+async function consumeAll(groupId: string): Promise<string[]> {
+  const records = await readLogChannel(broker.brokers, (r) => r.length >= COUNT, { topic: TOPIC, groupId });
+  return records.map((r) => r.raw);
 }
 
 async function committed(client: Kafka, groupId: string): Promise<number> {

@@ -1,0 +1,106 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { join } from "node:path";
+import { REPO_ROOT } from "./paths.ts";
+
+// One service of the store as a child process, started from its real entrypoint.
+
+export type ServiceName = "db-service" | "log-service" | "gateway";
+
+export interface ServiceProcess {
+  readonly name: ServiceName;
+  readonly url: string;
+  readonly child: ChildProcess;
+  /** What the process printed so far (when its output is captured). */
+  output(): string;
+  /** Resolves with the exit code (or the signal's name) when the current process exits. */
+  exited(): Promise<number | string>;
+  /** SIGTERM (or the given signal), then waits for the exit. */
+  stop(signal?: NodeJS.Signals): Promise<void>;
+  /** Starts the service again with the same settings. */
+  start(): void;
+}
+
+/**
+ * V8 heap limits per service (the Dockerfile sets the same through NODE_OPTIONS). Without them
+ * V8 lets a busy service's heap grow to several hundred MB of garbage before collecting; with
+ * them each stays under 150 MB resident. log-service gets a larger old space: it holds batches
+ * on their way to Kafka, and at 48 MB it spent a third of its time collecting. bench/results.md
+ * has the measurements.
+ */
+export const SERVICE_NODE_FLAGS: Record<ServiceName, string[]> = {
+  "db-service": ["--max-semi-space-size=2", "--max-old-space-size=48"],
+  "log-service": ["--max-semi-space-size=4", "--max-old-space-size=56"],
+  gateway: ["--max-semi-space-size=2", "--max-old-space-size=48"],
+};
+
+const ENTRY: Record<ServiceName, string> = {
+  "db-service": "db-service/src/server.ts",
+  "log-service": "log-service/src/server.ts",
+  gateway: "gateway/src/server.ts",
+};
+
+/** Runs a service's real entrypoint; `port` undefined leaves PORT to `env`. */
+export function runService(
+  name: ServiceName,
+  port: number | undefined,
+  env: Record<string, string>,
+  output: "inherit" | "capture",
+): ServiceProcess {
+  let captured = "";
+  let child: ChildProcess;
+  let exit: Promise<number | string>;
+  const start = () => {
+    const args = [
+      ...SERVICE_NODE_FLAGS[name],
+      "--disable-warning=TimeoutNegativeWarning",
+      join(REPO_ROOT, ENTRY[name]),
+    ];
+    child = spawn(process.execPath, args, {
+      cwd: REPO_ROOT,
+      env: { ...process.env, ...env, ...(port === undefined ? {} : { PORT: String(port) }) },
+      stdio: ["ignore", "pipe", "pipe"],
+      // Its own process group: Ctrl-C reaches only the parent, which stops services in order.
+      detached: true,
+    });
+    const current = child;
+    exit = new Promise((resolve) => current.once("exit", (code, signal) => resolve(code ?? signal ?? "unknown")));
+    const forward = (chunk: Buffer) => {
+      if (output === "capture") {
+        captured += chunk.toString();
+        return;
+      }
+      for (const line of chunk.toString().split("\n")) if (line !== "") process.stdout.write(`[${name}] ${line}\n`);
+    };
+    child.stdout?.on("data", forward);
+    child.stderr?.on("data", forward);
+  };
+  start();
+  // A test or start script that dies must not leave services behind.
+  process.once("exit", () => child.kill("SIGKILL"));
+  return {
+    name,
+    url: `http://127.0.0.1:${port}`,
+    get child() {
+      return child;
+    },
+    output: () => captured,
+    exited: () => exit,
+    async stop(signal = "SIGTERM") {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      await exit;
+    },
+    start,
+  };
+}
+
+/** Waits until the service has printed something matching `pattern`. */
+export async function waitForOutput(service: ServiceProcess, pattern: RegExp, timeoutMs = 20_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const match = pattern.exec(service.output());
+    if (match) return match[0];
+    if (service.child.exitCode !== null) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`no output matching ${pattern} within ${timeoutMs} ms; output:\n${service.output()}`);
+}

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { parse } from "yaml";
+import { checkOpenApi } from "./spec-check.ts";
 
 // gateway/openapi.yaml is the one description of the REST API: routes, request schemas and
 // which operations need a token all come from it.
@@ -46,8 +46,9 @@ export function loadSpecText(): string {
   return readFileSync(SPEC_PATH, "utf8");
 }
 
-export function loadSpec(text = loadSpecText()): OpenApiDocument {
-  return parse(text) as OpenApiDocument;
+/** Parses and checks the document (spec-check.ts): one that is not valid OpenAPI 3.1 stops the gateway. */
+export function loadSpec(text = loadSpecText(), source = "gateway/openapi.yaml"): OpenApiDocument {
+  return checkOpenApi(text, source) as OpenApiDocument;
 }
 
 /** Replaces every local $ref by what it points at; our document has no recursive schemas. */

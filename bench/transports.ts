@@ -7,8 +7,8 @@ import { join } from "node:path";
 import { freePort } from "@merch/devstack/ports";
 import { startPostgres } from "@merch/devstack/postgres";
 import { runService } from "@merch/devstack/services";
-import { dbClients } from "../gateway/src/clients.ts";
-import { DB_TRANSPORTS } from "../gateway/src/config.ts";
+import { dbClients, networkDownstream } from "../gateway/src/clients.ts";
+import { DB_TRANSPORTS, loadConfig } from "../gateway/src/config.ts";
 
 const calls = Number(process.argv[2] ?? 20_000);
 const concurrency = Number(process.argv[3] ?? 32);
@@ -24,7 +24,8 @@ function percentile(sorted: number[], p: number): number {
 }
 
 async function measure(kind: (typeof DB_TRANSPORTS)[number], n: number) {
-  const clients = dbClients(db.url, kind, 5000);
+  const downstream = networkDownstream(loadConfig({ DB_SERVICE_URL: db.url, DB_TRANSPORT: kind }));
+  const clients = dbClients(downstream.db);
   const latencies: number[] = [];
   let next = 0;
   const started = performance.now();
@@ -39,7 +40,7 @@ async function measure(kind: (typeof DB_TRANSPORTS)[number], n: number) {
     }),
   );
   const seconds = (performance.now() - started) / 1000;
-  clients.close();
+  downstream.close();
   latencies.sort((a, b) => a - b);
   return { rps: n / seconds, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
 }

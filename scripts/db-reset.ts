@@ -1,16 +1,15 @@
 // `npm run db:reset -- --yes`: puts the store's database back to its seeded state.
-// Drops the `public` schema (every user, order and idempotency key, and any product change),
-// creates it again as a new database has it, and applies db-init/init.sql, all in one
-// transaction: it either happens completely or not at all. Without --yes it only says what it
+// Drops the `public` schema (every user, order and session, and any product change) and the
+// migration history, creates the schema again as a new database has it, and applies db-service's
+// migrations (schema and seed), all in one transaction: it either happens completely or not at all. Without --yes it only says what it
 // would do. The database is DATABASE_URL, or else the running `npm start` store's
 // (scripts/store-db.ts). No psql needed.
-import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { INIT_SQL } from "@merch/devstack/postgres";
+import { applyMigrations, MIGRATIONS_DIR } from "@merch/db-service/migrate";
 import postgres from "postgres";
 import { NoDatabaseError, redact, storeDatabase } from "./store-db.ts";
 
-const TABLES = ["users", "products", "orders", "idempotency_keys"] as const;
+const TABLES = ["users", "products", "orders", "sessions"] as const;
 
 const { values } = parseArgs({
   options: { yes: { type: "boolean", default: false }, help: { type: "boolean", short: "h", default: false } },
@@ -43,15 +42,6 @@ async function contents(): Promise<string> {
   return parts.length > 0 ? parts.join(", ") : "no store tables";
 }
 
-/** init.sql brings its own BEGIN/COMMIT; here it runs inside the reset's transaction instead. */
-function initBody(): string {
-  const text = readFileSync(INIT_SQL, "utf8");
-  const begins = text.match(/^BEGIN;[ \t]*$/gm)?.length ?? 0;
-  const commits = text.match(/^COMMIT;[ \t]*$/gm)?.length ?? 0;
-  if (begins > 1 || commits > 1) throw new Error(`${INIT_SQL} has several BEGIN/COMMIT lines; db:reset expects one`);
-  return text.replace(/^BEGIN;[ \t]*$/m, "").replace(/^COMMIT;[ \t]*$/m, "");
-}
-
 try {
   if (!values.yes) {
     let now: string;
@@ -62,22 +52,22 @@ try {
     }
     console.log(`db:reset would reset ${target}
   now: ${now}
-  1. DROP SCHEMA public CASCADE (all users, orders, idempotency keys, product changes)
+  1. DROP SCHEMA public CASCADE (all users, orders, sessions, product changes) and the migration history
   2. CREATE SCHEMA public, as a new database has it
-  3. apply ${INIT_SQL} (schema and the three seeded products, stock 500 each)
+  3. apply the migrations in ${MIGRATIONS_DIR} (schema and the three seeded products, stock 500 each)
   in one transaction. Nothing was changed. Run it again with --yes to do it: npm run db:reset -- --yes`);
     process.exitCode = 1;
   } else {
-    const body = initBody();
     console.log(`db:reset: resetting ${target}`);
     await sql.begin(async (tx) => {
       // Waits at most this long behind a transaction in flight (db-service may be running).
       await tx`SET LOCAL lock_timeout = '10s'`;
       await tx.unsafe("DROP SCHEMA IF EXISTS public CASCADE");
+      await tx.unsafe("DROP SCHEMA IF EXISTS drizzle CASCADE");
       await tx.unsafe("CREATE SCHEMA public AUTHORIZATION pg_database_owner");
       await tx.unsafe("GRANT USAGE ON SCHEMA public TO PUBLIC");
       await tx.unsafe("COMMENT ON SCHEMA public IS 'standard public schema'");
-      await tx.unsafe(body);
+      await applyMigrations(tx);
     });
     console.log(`db:reset: done; the database now has ${await contents()}`);
   }

@@ -5,18 +5,22 @@ import { UserService } from "@merch/gen/merch/store/v1/user_pb";
 import type { Logger } from "@merch/kit/logger";
 import { startRpcServer } from "@merch/kit/serve";
 import type { DbServiceConfig } from "./config.ts";
-import { openDatabase, toConnectError } from "./db.ts";
+import { type Database, openDatabase, toConnectError } from "./db.ts";
+import { migrate } from "./migrate.ts";
 import { orderService } from "./orders.ts";
-import { productService } from "./products.ts";
+import { ProductFeed, productService } from "./products.ts";
+import { sweepSessions } from "./sessions.ts";
+import { sweepThrottle } from "./throttle.ts";
 import { userService } from "./users.ts";
 import { WriteBatcher } from "./write-batcher.ts";
 
 export interface DbService {
   readonly port: number;
+  readonly database: Database;
   close(): Promise<void>;
 }
 
-const HEALTH_INTERVAL_MS = 2000;
+const SWEEP_INTERVAL_MS = 60_000;
 
 /** Every error leaves as a ConnectError with a reason; database faults never leak details. */
 const mapErrors: Interceptor = (next) => async (req) => {
@@ -28,41 +32,55 @@ const mapErrors: Interceptor = (next) => async (req) => {
 };
 
 export async function startDbService(config: DbServiceConfig, logger: Logger): Promise<DbService> {
-  const database = openDatabase(config);
+  const report = await migrate(config.databaseUrl);
+  if (report.adopted) logger.info("adopted a database made by db-init/init.sql as migration 0000");
+  if (report.applied.length > 0) logger.info({ applied: report.applied }, "migrations applied");
+  if (config.serviceCredential === undefined) {
+    logger.warn("SERVICE_CREDENTIAL is not set: every user and order call will be refused");
+  }
+
+  const database = openDatabase(config, logger);
+  const feed = new ProductFeed(database, logger);
+  await feed.start();
   const server = await startRpcServer({
     port: config.port,
     host: config.host,
     services: [ProductService, UserService, OrderService],
     routes(router) {
-      router.service(ProductService, productService(database.db));
-      router.service(UserService, userService(database.db));
-      router.service(OrderService, orderService(database.db, new WriteBatcher(database.sql)));
+      router.service(ProductService, productService(database, feed));
+      router.service(UserService, userService(database, config.limits));
+      router.service(OrderService, orderService(database, new WriteBatcher(database)));
     },
-    corsOrigins: config.corsOrigins,
+    serviceCredential: config.serviceCredential,
+    openServices: [ProductService],
     logger,
     interceptors: [mapErrors],
     readMaxBytes: 64 * 1024,
   });
 
-  // Health follows the database: NOT_SERVING until it answers, and whenever it stops.
-  let stopped = false;
-  let timer: NodeJS.Timeout | undefined;
-  const probe = async () => {
-    const up = await database.ping();
-    if (stopped) return;
-    const was = server.health.get();
-    server.health.set(up ? "SERVING" : "NOT_SERVING");
-    if (was !== server.health.get()) logger[up ? "info" : "warn"]({ database: up ? "up" : "down" }, "health changed");
-    timer = setTimeout(probe, HEALTH_INTERVAL_MS);
-  };
-  await probe();
+  // Health follows the database: NOT_SERVING while it does not answer (db.ts watches it).
+  const follow = (up: boolean) => server.health.set(up ? "SERVING" : "NOT_SERVING");
+  database.onChange(follow);
+  follow(database.up);
+
+  const sweep = setInterval(() => {
+    if (!database.up) return;
+    void database
+      .run(async (db) => {
+        await sweepSessions(db);
+        await sweepThrottle(db);
+      })
+      .catch((err: unknown) => logger.warn({ err: String(err) }, "sweeping ended sessions and windows failed"));
+  }, SWEEP_INTERVAL_MS);
+  sweep.unref();
 
   return {
     port: server.port,
+    database,
     async close() {
-      stopped = true;
-      clearTimeout(timer);
+      clearInterval(sweep);
       await server.close(config.shutdownGraceMs);
+      await feed.close();
       await database.close();
     },
   };

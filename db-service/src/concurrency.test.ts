@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { newUser, stockOf } from "@merch/devstack/db-fixtures";
+import { newUser, sessionOf, stockOf } from "@merch/devstack/db-fixtures";
 import { type DbStack, startDbStack, TRANSPORTS } from "@merch/devstack/db-stack";
 import { reasonOf } from "@merch/kit/errors";
+import { ErrorReason } from "@merch/kit/reasons";
 import postgres from "postgres";
 
 let stack: DbStack;
@@ -20,7 +21,7 @@ TRANSPORTS.forEach((transport, i) => {
   const productId = i + 1;
   test(`${ORDERS} concurrent orders over ${transport} never oversell, and cancelling restores the stock`, async () => {
     const c = stack.clients(transport);
-    const users = await Promise.all(Array.from({ length: 10 }, () => newUser(c, "buyer")));
+    const users = (await Promise.all(Array.from({ length: 10 }, () => newUser(c, "buyer")))).map(sessionOf);
     assert.equal(await stockOf(stack.pg.url, productId), 500);
 
     // Watch the stock from the side while the orders race.
@@ -36,7 +37,7 @@ TRANSPORTS.forEach((transport, i) => {
 
     const results = await Promise.allSettled(
       Array.from({ length: ORDERS }, (_, n) =>
-        c.orders.placeOrder({ userId: users[n % users.length] ?? 0, productId, quantity: QUANTITY }),
+        c.orders.placeOrder({ session: users[n % users.length], productId, quantity: QUANTITY }),
       ),
     );
     racing = false;
@@ -49,7 +50,7 @@ TRANSPORTS.forEach((transport, i) => {
     assert.equal(refused.length, ORDERS - 166);
     for (const err of refused) {
       assert.equal(err.code, Code.FailedPrecondition, err.message);
-      assert.equal(reasonOf(err), "insufficient_stock");
+      assert.equal(reasonOf(err), ErrorReason.INSUFFICIENT_STOCK);
     }
     assert.equal(await stockOf(stack.pg.url, productId), 2);
     assert.ok(samples.length > 0);
@@ -58,7 +59,10 @@ TRANSPORTS.forEach((transport, i) => {
       `stock samples out of range: ${samples.join(",")}`,
     );
 
-    const cancelled = await Promise.all(placed.map((o) => c.orders.cancelOrder({ userId: o.userId, orderId: o.id })));
+    const sessionOfUser = new Map(users.map((u) => [u.userId, u]));
+    const cancelled = await Promise.all(
+      placed.map((o) => c.orders.cancelOrder({ session: sessionOfUser.get(o.userId), orderId: o.id })),
+    );
     assert.equal(cancelled.length, 166);
     assert.equal(await stockOf(stack.pg.url, productId), 500);
   });

@@ -1,4 +1,16 @@
 import { readConfig } from "@merch/kit/config";
+import { readServiceCredential } from "@merch/kit/service-credential";
+
+export interface LoginLimits {
+  /** Failed logins per account (by username or sid alike) within a window, before 429. */
+  accountMaxFailures: number;
+  /** Failed logins per client address within a window, whatever the account. */
+  addressMaxFailures: number;
+  windowS: number;
+  /** Registrations per client address within a window. */
+  registerAddressMax: number;
+  registerWindowS: number;
+}
 
 export interface DbServiceConfig {
   port: number;
@@ -10,7 +22,9 @@ export interface DbServiceConfig {
   statementTimeoutMs: number;
   /** Longest a new database connection may take; after that the call answers UNAVAILABLE. */
   connectTimeoutS: number;
-  corsOrigins: string[];
+  /** What callers must present for every user and order call (kit/src/service-credential.ts). */
+  serviceCredential: string | undefined;
+  limits: LoginLimits;
   shutdownGraceMs: number;
 }
 
@@ -18,7 +32,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DbServiceConfi
   return readConfig(
     (e) => ({
       port: e.int("PORT", 50051, 0, 65535),
-      host: e.string("HOST", "0.0.0.0"),
+      // Loopback unless told otherwise: only the gateway may call db-service (compose sets 0.0.0.0
+      // inside its private network).
+      host: e.string("HOST", "127.0.0.1"),
       databaseUrl: e.required(
         "DATABASE_URL",
         "postgres://user:password@host:5432/merch (npm start sets it for the embedded server)",
@@ -26,7 +42,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DbServiceConfi
       poolMax: e.int("DB_POOL_MAX", 10, 1, 100),
       statementTimeoutMs: e.int("DB_STATEMENT_TIMEOUT_MS", 5000, 100, 600_000),
       connectTimeoutS: e.int("DB_CONNECT_TIMEOUT_S", 5, 1, 60),
-      corsOrigins: e.list("CORS_ORIGINS"),
+      serviceCredential: readServiceCredential(e),
+      limits: {
+        accountMaxFailures: e.int("LOGIN_MAX_FAILURES", 5, 1, 1000),
+        addressMaxFailures: e.int("LOGIN_ADDRESS_MAX_FAILURES", 100, 1, 1_000_000),
+        windowS: e.int("LOGIN_WINDOW_S", 900, 1, 86_400),
+        registerAddressMax: e.int("REGISTER_ADDRESS_MAX", 60, 1, 1_000_000),
+        registerWindowS: e.int("REGISTER_WINDOW_S", 600, 1, 86_400),
+      },
       shutdownGraceMs: e.int("SHUTDOWN_GRACE_MS", 10_000, 0, 120_000),
     }),
     env,

@@ -1,5 +1,7 @@
-import { Code, ConnectError } from "@connectrpc/connect";
+import { ConnectError } from "@connectrpc/connect";
 import { rpcError } from "@merch/kit/errors";
+import type { Logger } from "@merch/kit/logger";
+import { ErrorReason } from "@merch/kit/reasons";
 import { drizzle, type PostgresJsDatabase } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
 import type { DbServiceConfig } from "./config.ts";
@@ -7,18 +9,35 @@ import * as schema from "./schema.ts";
 
 export type Db = PostgresJsDatabase<typeof schema>;
 
+/** How often the database is asked whether it answers, and how long an answer may take. */
+const PING_INTERVAL_MS = 250;
+const PING_TIMEOUT_MS = 500;
+
 export interface Database {
-  db: Db;
-  sql: postgres.Sql;
-  /** True when a trivial query answers within a second. */
-  ping(): Promise<boolean>;
+  /** The pool of the moment: a new one replaces it whenever the database comes back. */
+  readonly sql: postgres.Sql;
+  readonly db: Db;
+  /** Whether the database answered the last ping. */
+  readonly up: boolean;
+  /**
+   * Runs work on the database. While it is down, fails at once; when it goes down meanwhile,
+   * fails at once too, without waiting for a frozen server: DATABASE_UNAVAILABLE either way.
+   */
+  run<T>(work: (db: Db) => Promise<T>): Promise<T>;
+  /** Called with every change of `up`. */
+  onChange(listener: (up: boolean) => void): void;
+  /** Gives the pool up, as when a ping fails: for a driver fault that left it unusable. */
+  reset(why: string): void;
   close(): Promise<void>;
 }
 
-export function openDatabase(
-  config: Pick<DbServiceConfig, "databaseUrl" | "poolMax" | "statementTimeoutMs" | "connectTimeoutS">,
-): Database {
-  const sql = postgres(config.databaseUrl, {
+export const databaseUnavailable = (): ConnectError =>
+  rpcError(ErrorReason.DATABASE_UNAVAILABLE, "the database is unavailable; nothing was changed, retry later");
+
+type PoolConfig = Pick<DbServiceConfig, "databaseUrl" | "poolMax" | "statementTimeoutMs" | "connectTimeoutS">;
+
+function openPool(config: PoolConfig): postgres.Sql {
+  return postgres(config.databaseUrl, {
     max: config.poolMax,
     connect_timeout: config.connectTimeoutS,
     idle_timeout: 60,
@@ -32,21 +51,111 @@ export function openDatabase(
       TimeZone: "UTC",
     },
   });
-  const db = drizzle({ client: sql, schema });
+}
+
+/**
+ * The database, watched. A dedicated connection pings it every 250 ms; a ping that fails or takes
+ * longer than 500 ms (a server that is gone, or frozen and silent) marks it down at once, and the
+ * pool is given up, so no call waits on a dead or frozen server: calls fail in well under a second.
+ * The first ping that succeeds again brings a new pool, free of the old one's dead connections and
+ * reconnect backoff, so calls succeed again within a ping or two of the database's return.
+ */
+export function openDatabase(config: PoolConfig, logger: Logger): Database {
+  let sql = openPool(config);
+  let db: Db = drizzle({ client: sql, schema });
+  let up = false;
+  let closed = false;
+  const listeners: ((up: boolean) => void)[] = [];
+  const downWaiters = new Set<() => void>();
+
+  const set = (now: boolean, why?: string) => {
+    if (now === up) return;
+    up = now;
+    logger[now ? "info" : "warn"]({ database: now ? "up" : "down", why }, "database health changed");
+    if (!now) {
+      for (const wake of downWaiters) wake();
+      // Calls in flight on the old pool fail now instead of waiting for the server; a
+      // transaction that had not committed is rolled back by the server when its socket closes.
+      void sql.end({ timeout: 0 }).catch(() => {});
+    } else {
+      sql = openPool(config);
+      db = drizzle({ client: sql, schema });
+    }
+    for (const listener of listeners) listener(now);
+  };
+
+  let pinger: postgres.Sql | undefined;
+  const ping = async (): Promise<true | string> => {
+    pinger ??= postgres(config.databaseUrl, {
+      max: 1,
+      connect_timeout: 1,
+      idle_timeout: 0,
+      onnotice: () => {},
+      connection: { application_name: "db-service-health" },
+    });
+    const current = pinger;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<string>((resolve) => {
+      timer = setTimeout(() => resolve(`no answer within ${PING_TIMEOUT_MS} ms`), PING_TIMEOUT_MS);
+    });
+    try {
+      const answer = await Promise.race([current`SELECT 1`.then(() => true as const), timeout]);
+      if (answer !== true) throw new Error(answer);
+      return true;
+    } catch (err) {
+      // Never wait for a frozen server to answer a cancel: drop the connection and dial anew.
+      pinger = undefined;
+      void current.end({ timeout: 0 }).catch(() => {});
+      return err instanceof Error ? err.message : String(err);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
+  let timer: NodeJS.Timeout | undefined;
+  const watch = async () => {
+    const result = await ping();
+    if (closed) return;
+    set(result === true, result === true ? undefined : result);
+    timer = setTimeout(() => void watch(), PING_INTERVAL_MS);
+  };
+  const started = watch();
+
   return {
-    db,
-    sql,
-    async ping() {
+    get sql() {
+      return sql;
+    },
+    get db() {
+      return db;
+    },
+    get up() {
+      return up;
+    },
+    async run(work) {
+      await started;
+      if (!up) throw databaseUnavailable();
+      let wake = () => {};
+      const down = new Promise<never>((_, reject) => {
+        wake = () => reject(databaseUnavailable());
+        downWaiters.add(wake);
+      });
       try {
-        const q = sql`SELECT 1`;
-        const timer = setTimeout(() => q.cancel(), 1000);
-        await q.finally(() => clearTimeout(timer));
-        return true;
-      } catch {
-        return false;
+        return await Promise.race([work(db), down]);
+      } finally {
+        downWaiters.delete(wake);
       }
     },
-    close: () => sql.end({ timeout: 5 }),
+    onChange(listener) {
+      listeners.push(listener);
+    },
+    reset(why) {
+      set(false, why);
+    },
+    async close() {
+      closed = true;
+      clearTimeout(timer);
+      await Promise.all([sql.end({ timeout: 5 }), pinger?.end({ timeout: 1 })]);
+    },
   };
 }
 
@@ -89,24 +198,36 @@ export function constraintOf(err: unknown): string | undefined {
   return postgresError(err)?.constraint_name;
 }
 
+/** True when the server itself answered with this error (so it knows what it did). */
+export function isServerAnswer(err: unknown): boolean {
+  return postgresError(err) !== undefined;
+}
+
+/** True when the error means the database is unreachable, not that it refused something. */
+export function isUnreachable(err: unknown): boolean {
+  const cause = err instanceof Error && err.cause !== undefined ? err.cause : err;
+  const code = codeOf(cause) ?? codeOf(err);
+  return code !== undefined && (UNREACHABLE.has(code) || code.startsWith("08"));
+}
+
 /**
- * Turns what escaped a handler into the ConnectError the caller sees: an outage is UNAVAILABLE,
- * a cancelled statement DEADLINE_EXCEEDED, anything unexpected INTERNAL with no database
- * detail leaked.
+ * Turns what escaped a handler into the ConnectError the caller sees: an outage is
+ * DATABASE_UNAVAILABLE, a cancelled statement UPSTREAM_TIMEOUT, a character PostgreSQL cannot
+ * store a validation failure, anything unexpected INTERNAL with no database detail leaked.
  */
 export function toConnectError(err: unknown): ConnectError {
   if (err instanceof ConnectError) return err;
-  // drizzle wraps driver errors; the driver's error is the cause.
-  const cause = err instanceof Error && err.cause !== undefined ? err.cause : err;
-  const code = codeOf(cause) ?? codeOf(err);
-  if (code !== undefined && (UNREACHABLE.has(code) || code.startsWith("08"))) {
-    return rpcError(Code.Unavailable, "database_unavailable", "the database is unavailable, retry later");
+  if (isUnreachable(err)) return databaseUnavailable();
+  switch (sqlState(err)) {
+    case "57014":
+      return rpcError(ErrorReason.UPSTREAM_TIMEOUT, "the database did not answer in time; nothing was changed");
+    case "40001":
+    case "40P01":
+      return rpcError(ErrorReason.CONFLICT, "a concurrent change conflicted; nothing was changed, retry");
+    case "22021": // character_not_in_repertoire: a NUL byte
+    case "22P05": // untranslatable_character
+      return rpcError(ErrorReason.VALIDATION_FAILED, "a text field holds a character that cannot be stored");
+    default:
+      return rpcError(ErrorReason.INTERNAL, "internal error");
   }
-  if (code === "57014") {
-    return rpcError(Code.DeadlineExceeded, "database_timeout", "the database did not answer in time");
-  }
-  if (code === "40001" || code === "40P01") {
-    return rpcError(Code.Aborted, "transaction_conflict", "a concurrent change conflicted, retry");
-  }
-  return rpcError(Code.Internal, "internal", "internal error");
 }

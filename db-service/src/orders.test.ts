@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { Code } from "@connectrpc/connect";
-import { newProduct, newUser, stockOf } from "@merch/devstack/db-fixtures";
+import { newProduct, newUser, sessionOf, stockOf } from "@merch/devstack/db-fixtures";
 import { type DbStack, startDbStack, TRANSPORTS } from "@merch/devstack/db-stack";
 import { rejectsFields, rejectsWith } from "@merch/devstack/rpc-assert";
 import { OrderStatus } from "@merch/gen/merch/store/v1/order_pb";
@@ -17,9 +17,11 @@ for (const transport of TRANSPORTS) {
     const c = () => stack.clients(transport);
 
     test("places an order: prices from the database, total = unit × quantity, stock decremented", async () => {
-      const userId = await newUser(c());
+      const me = await newUser(c());
+      const { userId } = me;
+      const session = sessionOf(me);
       const productId = await newProduct(stack.pg.url, 10, "33.33");
-      const { order, replayed } = await c().orders.placeOrder({ userId, productId, quantity: 3 });
+      const { order, replayed } = await c().orders.placeOrder({ session, productId, quantity: 3 });
       assert.equal(replayed, false);
       assert.ok(order && order.id > 0);
       assert.equal(order.userId, userId);
@@ -34,76 +36,81 @@ for (const transport of TRANSPORTS) {
     });
 
     test("an unknown product is NOT_FOUND product_not_found and changes nothing", async () => {
-      const userId = await newUser(c());
+      const me = await newUser(c());
+      const session = sessionOf(me);
       await rejectsWith(
-        c().orders.placeOrder({ userId, productId: 99999, quantity: 1 }),
+        c().orders.placeOrder({ session, productId: 99999, quantity: 1 }),
         Code.NotFound,
         "product_not_found",
       );
-      const { orders } = await c().orders.listOrders({ userId });
+      const { orders } = await c().orders.listOrders({ session });
       assert.equal(orders.length, 0);
     });
 
     test("more than the stock is FAILED_PRECONDITION insufficient_stock and leaves the stock", async () => {
-      const userId = await newUser(c());
+      const me = await newUser(c());
+      const session = sessionOf(me);
       const productId = await newProduct(stack.pg.url, 2);
       await rejectsWith(
-        c().orders.placeOrder({ userId, productId, quantity: 3 }),
+        c().orders.placeOrder({ session, productId, quantity: 3 }),
         Code.FailedPrecondition,
         "insufficient_stock",
       );
       assert.equal(await stockOf(stack.pg.url, productId), 2);
-      await c().orders.placeOrder({ userId, productId, quantity: 2 });
+      await c().orders.placeOrder({ session, productId, quantity: 2 });
       assert.equal(await stockOf(stack.pg.url, productId), 0);
       await rejectsWith(
-        c().orders.placeOrder({ userId, productId, quantity: 1 }),
+        c().orders.placeOrder({ session, productId, quantity: 1 }),
         Code.FailedPrecondition,
         "insufficient_stock",
       );
     });
 
-    test("a deactivated account can no longer order, read, list or cancel its orders", async () => {
-      const userId = await newUser(c());
+    test("after deactivation or with an ended session, no order call works; a refused cancel gives nothing back", async () => {
+      const me = await newUser(c());
+      const session = sessionOf(me);
       const productId = await newProduct(stack.pg.url, 5);
-      const { order } = await c().orders.placeOrder({ userId, productId, quantity: 2 });
+      const { order } = await c().orders.placeOrder({ session, productId, quantity: 2 });
       assert.ok(order);
-      await c().users.deactivateUser({ userId });
-      const refused = [
-        () => c().orders.placeOrder({ userId, productId: 3, quantity: 1 }),
-        () => c().orders.getOrder({ userId, orderId: order.id }),
-        () => c().orders.listOrders({ userId }),
-        () => c().orders.cancelOrder({ userId, orderId: order.id }),
-      ];
-      for (const call of refused) await rejectsWith(call(), Code.PermissionDenied, "account_deactivated");
+      await c().users.deactivateUser({ session });
+      const unknownSession = { ...session, sessionId: "00000000-0000-4000-8000-000000000000" };
+      for (const s of [session, unknownSession, { ...session, userId: 987_654 }]) {
+        const refused = [
+          () => c().orders.placeOrder({ session: s, productId: 3, quantity: 1 }),
+          () => c().orders.getOrder({ session: s, orderId: order.id }),
+          () => c().orders.listOrders({ session: s }),
+          () => c().orders.cancelOrder({ session: s, orderId: order.id }),
+        ];
+        for (const call of refused) await rejectsWith(call(), Code.Unauthenticated, "invalid_token");
+      }
       assert.equal(await stockOf(stack.pg.url, productId), 3, "the refused cancel gave nothing back");
-      const unknown = [
-        () => c().orders.getOrder({ userId: 987_654, orderId: order.id }),
-        () => c().orders.listOrders({ userId: 987_654 }),
-        () => c().orders.cancelOrder({ userId: 987_654, orderId: order.id }),
-        () => c().orders.placeOrder({ userId: 987_654, productId: 3, quantity: 1 }),
-      ];
-      for (const call of unknown) await rejectsWith(call(), Code.NotFound, "user_not_found");
     });
 
     test("gets an own order; another user's order is NOT_FOUND", async () => {
-      const owner = await newUser(c());
-      const stranger = await newUser(c());
-      const { order } = await c().orders.placeOrder({ userId: owner, productId: 3, quantity: 1 });
+      const owner = sessionOf(await newUser(c()));
+      const stranger = sessionOf(await newUser(c()));
+      const { order } = await c().orders.placeOrder({ session: owner, productId: 3, quantity: 1 });
       assert.ok(order);
-      const got = await c().orders.getOrder({ userId: owner, orderId: order.id });
+      const got = await c().orders.getOrder({ session: owner, orderId: order.id });
       assert.equal(got.order?.id, order.id);
       assert.equal(got.order?.totalPrice, "9.99");
-      await rejectsWith(c().orders.getOrder({ userId: stranger, orderId: order.id }), Code.NotFound, "order_not_found");
-      await rejectsWith(c().orders.getOrder({ userId: owner, orderId: 999999 }), Code.NotFound, "order_not_found");
+      await rejectsWith(
+        c().orders.getOrder({ session: stranger, orderId: order.id }),
+        Code.NotFound,
+        "order_not_found",
+      );
+      await rejectsWith(c().orders.getOrder({ session: owner, orderId: 999999 }), Code.NotFound, "order_not_found");
     });
 
     test("lists only own orders, newest first, page by page", async () => {
-      const userId = await newUser(c());
-      const other = await newUser(c());
-      await c().orders.placeOrder({ userId: other, productId: 3, quantity: 1 });
+      const me = await newUser(c());
+      const { userId } = me;
+      const session = sessionOf(me);
+      const other = sessionOf(await newUser(c()));
+      await c().orders.placeOrder({ session: other, productId: 3, quantity: 1 });
       const placed: number[] = [];
       for (let n = 0; n < 5; n++) {
-        const { order } = await c().orders.placeOrder({ userId, productId: 3, quantity: 1 });
+        const { order } = await c().orders.placeOrder({ session, productId: 3, quantity: 1 });
         assert.ok(order);
         placed.push(order.id);
       }
@@ -111,7 +118,7 @@ for (const transport of TRANSPORTS) {
       let pageToken = "";
       let pages = 0;
       do {
-        const page = await c().orders.listOrders({ userId, pageSize: 2, pageToken });
+        const page = await c().orders.listOrders({ session, pageSize: 2, pageToken });
         assert.ok(page.orders.length <= 2);
         for (const o of page.orders) assert.equal(o.userId, userId);
         seen.push(...page.orders.map((o) => o.id));
@@ -120,7 +127,7 @@ for (const transport of TRANSPORTS) {
       } while (pageToken !== "");
       assert.equal(pages, 3);
       assert.deepEqual(seen, [...placed].reverse());
-      const all = await c().orders.listOrders({ userId });
+      const all = await c().orders.listOrders({ session });
       assert.deepEqual(
         all.orders.map((o) => o.id),
         [...placed].reverse(),
@@ -128,41 +135,43 @@ for (const transport of TRANSPORTS) {
     });
 
     test("a bad page size or a forged page token is INVALID_ARGUMENT", async () => {
-      const userId = await newUser(c());
-      await rejectsFields(c().orders.listOrders({ userId, pageSize: 101 }), ["page_size"]);
-      await rejectsFields(c().orders.listOrders({ userId, pageSize: -1 }), ["page_size"]);
-      await rejectsFields(c().orders.listOrders({ userId, pageToken: "not-a-token" }), ["page_token"]);
+      const me = await newUser(c());
+      const session = sessionOf(me);
+      await rejectsFields(c().orders.listOrders({ session, pageSize: 101 }), ["page_size"]);
+      await rejectsFields(c().orders.listOrders({ session, pageSize: -1 }), ["page_size"]);
+      await rejectsFields(c().orders.listOrders({ session, pageToken: "not-a-token" }), ["page_token"]);
     });
 
     test("cancel gives the stock back exactly once and repeats answer the cancelled order", async () => {
-      const userId = await newUser(c());
+      const me = await newUser(c());
+      const session = sessionOf(me);
       const productId = await newProduct(stack.pg.url, 5);
-      const { order } = await c().orders.placeOrder({ userId, productId, quantity: 3 });
+      const { order } = await c().orders.placeOrder({ session, productId, quantity: 3 });
       assert.ok(order);
       assert.equal(await stockOf(stack.pg.url, productId), 2);
       const results = await Promise.all(
-        Array.from({ length: 5 }, () => c().orders.cancelOrder({ userId, orderId: order.id })),
+        Array.from({ length: 5 }, () => c().orders.cancelOrder({ session, orderId: order.id })),
       );
       for (const r of results) {
         assert.equal(r.order?.status, OrderStatus.CANCELLED);
         assert.ok(r.order?.cancelledAt);
       }
       assert.equal(await stockOf(stack.pg.url, productId), 5);
-      const again = await c().orders.cancelOrder({ userId, orderId: order.id });
+      const again = await c().orders.cancelOrder({ session, orderId: order.id });
       assert.equal(again.order?.status, OrderStatus.CANCELLED);
       assert.equal(await stockOf(stack.pg.url, productId), 5);
-      const kept = await c().orders.getOrder({ userId, orderId: order.id });
+      const kept = await c().orders.getOrder({ session, orderId: order.id });
       assert.equal(kept.order?.status, OrderStatus.CANCELLED);
     });
 
     test("another user's cancel is NOT_FOUND and gives nothing back", async () => {
-      const owner = await newUser(c());
-      const stranger = await newUser(c());
+      const owner = sessionOf(await newUser(c()));
+      const stranger = sessionOf(await newUser(c()));
       const productId = await newProduct(stack.pg.url, 5);
-      const { order } = await c().orders.placeOrder({ userId: owner, productId, quantity: 2 });
+      const { order } = await c().orders.placeOrder({ session: owner, productId, quantity: 2 });
       assert.ok(order);
       await rejectsWith(
-        c().orders.cancelOrder({ userId: stranger, orderId: order.id }),
+        c().orders.cancelOrder({ session: stranger, orderId: order.id }),
         Code.NotFound,
         "order_not_found",
       );
@@ -170,33 +179,35 @@ for (const transport of TRANSPORTS) {
     });
 
     test("an idempotency key replays the first order and charges the stock once", async () => {
-      const userId = await newUser(c());
+      const me = await newUser(c());
+      const session = sessionOf(me);
       const productId = await newProduct(stack.pg.url, 10);
       const key = `checkout-${transport}`;
-      const first = await c().orders.placeOrder({ userId, productId, quantity: 2, idempotencyKey: key });
-      const second = await c().orders.placeOrder({ userId, productId, quantity: 2, idempotencyKey: key });
+      const first = await c().orders.placeOrder({ session, productId, quantity: 2, idempotencyKey: key });
+      const second = await c().orders.placeOrder({ session, productId, quantity: 2, idempotencyKey: key });
       assert.equal(first.replayed, false);
       assert.equal(second.replayed, true);
       assert.equal(second.order?.id, first.order?.id);
       assert.equal(await stockOf(stack.pg.url, productId), 8);
       await rejectsWith(
-        c().orders.placeOrder({ userId, productId, quantity: 3, idempotencyKey: key }),
+        c().orders.placeOrder({ session, productId, quantity: 3, idempotencyKey: key }),
         Code.FailedPrecondition,
         "idempotency_key_reused",
       );
       // Keys belong to one user: another user's same key is a new order.
-      const other = await newUser(c());
-      const theirs = await c().orders.placeOrder({ userId: other, productId, quantity: 2, idempotencyKey: key });
+      const other = sessionOf(await newUser(c()));
+      const theirs = await c().orders.placeOrder({ session: other, productId, quantity: 2, idempotencyKey: key });
       assert.notEqual(theirs.order?.id, first.order?.id);
       assert.equal(await stockOf(stack.pg.url, productId), 6);
     });
 
     test("concurrent requests with one idempotency key place one order", async () => {
-      const userId = await newUser(c());
+      const me = await newUser(c());
+      const session = sessionOf(me);
       const productId = await newProduct(stack.pg.url, 100);
       const results = await Promise.all(
         Array.from({ length: 20 }, () =>
-          c().orders.placeOrder({ userId, productId, quantity: 1, idempotencyKey: "double-click" }),
+          c().orders.placeOrder({ session, productId, quantity: 1, idempotencyKey: "double-click" }),
         ),
       );
       const ids = new Set(results.map((r) => r.order?.id));

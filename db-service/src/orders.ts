@@ -1,35 +1,20 @@
-import { createHash } from "node:crypto";
-import { Code, type ServiceImpl } from "@connectrpc/connect";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type { OrderService } from "@merch/gen/merch/store/v1/order_pb";
-import { rpcError } from "@merch/kit/errors";
-import { type SQL, sql } from "drizzle-orm";
-import { orderToProto } from "./convert.ts";
-import { constraintOf, type Db, sqlState } from "./db.ts";
-import { accountDeactivated, productNotFound, userNotFound } from "./refusals.ts";
-import type { OrderRow } from "./schema.ts";
-import { Check, MAX_ID } from "./validation.ts";
-import type { WriteBatcher } from "./write-batcher.ts";
+import type { Session } from "@merch/gen/merch/store/v1/session_pb";
+import { invalidArgument, rpcError } from "@merch/kit/errors";
+import { ErrorReason } from "@merch/kit/reasons";
+import { and, desc, eq, gte, lt, notExists, sql } from "drizzle-orm";
+import { orderToProto, productToProto } from "./convert.ts";
+import { constraintOf, type Database, type Db, sqlState } from "./db.ts";
+import { productNotFound } from "./products.ts";
+import { orders, products } from "./schema.ts";
+import { requireSession, sessionOpen } from "./sessions.ts";
+import type { Caller, Tx, WriteBatcher } from "./write-batcher.ts";
 
 const DEFAULT_PAGE_SIZE = 20;
+const MAX_ID = 2_147_483_647;
 
-// Raw statements below return the same camelCase row shape as drizzle's selects.
-const orderColumns = (alias: string) =>
-  sql.raw(
-    `${alias}id AS "id", ${alias}user_id AS "userId", ${alias}product_id AS "productId", ${alias}quantity AS "quantity",
-     ${alias}unit_price AS "unitPrice", ${alias}total_price AS "totalPrice", ${alias}status AS "status",
-     ${alias}created_at AS "createdAt", ${alias}cancelled_at AS "cancelledAt"`,
-  );
-const ORDER_COLUMNS = orderColumns("");
-
-const orderNotFound = (id: number) => rpcError(Code.NotFound, "order_not_found", `order ${id} does not exist`);
-
-/** A row of a query that starts from the user, so that a deactivated account is told apart. */
-type WithOwner<T> = { active: boolean } & { [K in keyof T]: T[K] | null };
-
-/** What an Idempotency-Key is bound to: the request it was first used with. */
-function requestHash(productId: number, quantity: number): string {
-  return createHash("sha256").update(`place-order:v1:${productId}:${quantity}`).digest("hex");
-}
+const orderNotFound = (id: number) => rpcError(ErrorReason.ORDER_NOT_FOUND, `order ${id} does not exist`);
 
 function encodePageToken(lastId: number): string {
   return Buffer.from(JSON.stringify({ before: lastId })).toString("base64url");
@@ -46,140 +31,134 @@ function decodePageToken(token: string): number | undefined {
   }
 }
 
-export function orderService(db: Db, writer: WriteBatcher): ServiceImpl<typeof OrderService> {
-  /** Order writes commit in groups: see write-batcher.ts. */
-  function write(query: SQL): Promise<OrderRow[]> {
-    return writer.run<OrderRow>(query);
-  }
+/** The caller of a write, from its Connect context: its signal and its deadline. */
+function callerOf(ctx: HandlerContext): Caller {
+  const left = ctx.timeoutMs();
+  return { signal: ctx.signal, deadline: left === undefined ? Number.POSITIVE_INFINITY : Date.now() + left };
+}
 
-  /**
-   * The caller's order, read together with the caller's account: every order call acts for an
-   * active account only, so a deactivated user's session ends at once here too.
-   */
-  async function ownOrder(userId: number, orderId: number): Promise<OrderRow> {
-    const [row] = (await db.execute(sql`
-      SELECT u.is_active AS "active", ${orderColumns("o.")}
-      FROM users u LEFT JOIN orders o ON o.id = ${orderId} AND o.user_id = u.id
-      WHERE u.id = ${userId}`)) as unknown as WithOwner<OrderRow>[];
-    if (!row) throw userNotFound(userId);
-    if (!row.active) throw accountDeactivated();
-    if (row.id === null) throw orderNotFound(orderId);
-    return row as OrderRow;
-  }
+/** The caller's order with this key, if any: what a repeat of its request answers. */
+function priorOrder(db: Db | Tx, userId: number, key: string) {
+  return db
+    .select()
+    .from(orders)
+    .where(and(eq(orders.userId, userId), eq(orders.idempotencyKey, key)));
+}
 
-  /** The order first placed with this key, or a refusal when the key was used for another request. */
-  async function replay(userId: number, key: string, hash: string) {
-    const [found] = await db.execute<OrderRow & { requestHash: string }>(sql`
-      SELECT k.request_hash AS "requestHash", o.id, o.user_id AS "userId", o.product_id AS "productId",
-             o.quantity, o.unit_price AS "unitPrice", o.total_price AS "totalPrice", o.status,
-             o.created_at AS "createdAt", o.cancelled_at AS "cancelledAt"
-      FROM idempotency_keys k JOIN orders o ON o.id = k.order_id
-      WHERE k.user_id = ${userId} AND k.key = ${key}`);
-    if (!found) return undefined;
-    if (found.requestHash !== hash) {
+export function orderService(database: Database, writer: WriteBatcher): ServiceImpl<typeof OrderService> {
+  /** A placed order repeated with its key, or a key used for another request. */
+  async function replay(userId: number, key: string, productId: number, quantity: number) {
+    const [prior] = await database.run((db) => priorOrder(db, userId, key));
+    if (!prior) return undefined;
+    if (prior.productId !== productId || prior.quantity !== quantity) {
       throw rpcError(
-        Code.FailedPrecondition,
-        "idempotency_key_reused",
+        ErrorReason.IDEMPOTENCY_KEY_REUSED,
         "this Idempotency-Key was already used with a different request",
       );
     }
-    return { order: orderToProto(found), replayed: true };
+    return { order: orderToProto(prior), replayed: true };
   }
 
-  /** Why no order was placed: the product, the user, or the stock. */
-  async function refusal(userId: number, productId: number, quantity: number): Promise<never> {
-    const [state] = await db.execute<{ stock: number | null; active: boolean | null }>(sql`
-      SELECT (SELECT stock FROM products WHERE id = ${productId}) AS stock,
-             (SELECT is_active FROM users WHERE id = ${userId}) AS active`);
-    if (state?.stock === null || state?.stock === undefined) {
-      throw productNotFound(productId);
-    }
-    if (state.active === null) throw userNotFound(userId);
-    if (!state.active) throw accountDeactivated();
-    throw rpcError(
-      Code.FailedPrecondition,
-      "insufficient_stock",
-      `only ${state.stock} left in stock, ${quantity} requested`,
+  /** Why no order was placed: the key was used, the session ended, the product, or the stock. */
+  async function refusal(session: Session | undefined, productId: number, quantity: number, key: string) {
+    const userId = session?.userId ?? 0;
+    const earlier = await replay(userId, key, productId, quantity);
+    if (earlier) return earlier;
+    await database.run((db) => requireSession(db, session));
+    const [product] = await database.run((db) =>
+      db.select({ stock: products.stock }).from(products).where(eq(products.id, productId)),
     );
+    if (!product) throw productNotFound(productId);
+    throw rpcError(ErrorReason.INSUFFICIENT_STOCK, `only ${product.stock} left in stock, ${quantity} requested`);
+  }
+
+  /** The session's order, or why there is none to the caller. */
+  async function ownOrder(session: Session | undefined, orderId: number) {
+    const userId = session?.userId ?? 0;
+    const [row] = await database.run((db) =>
+      db
+        .select()
+        .from(orders)
+        .where(and(eq(orders.id, orderId), eq(orders.userId, userId), sessionOpen(db, session))),
+    );
+    if (row) return row;
+    await database.run((db) => requireSession(db, session));
+    throw orderNotFound(orderId);
   }
 
   return {
-    async placeOrder(req) {
-      const check = new Check()
-        .id("user_id", req.userId)
-        .id("product_id", req.productId)
-        .intRange("quantity", req.quantity, 1, 3);
-      if (req.idempotencyKey !== "") check.idempotencyKey("idempotency_key", req.idempotencyKey);
-      check.done();
-      const { userId, productId, quantity } = req;
-      const key = req.idempotencyKey === "" ? undefined : req.idempotencyKey;
-      const hash = requestHash(productId, quantity);
-      if (key !== undefined) {
-        const earlier = await replay(userId, key, hash);
-        if (earlier) return earlier;
+    async placeOrder(req, ctx) {
+      const { session, productId, quantity } = req;
+      const userId = session?.userId ?? 0;
+      // Without a key from the caller the order still gets one, so that a batch run again can
+      // never place it twice.
+      const key = req.idempotencyKey === "" ? `db-service:${crypto.randomUUID()}` : req.idempotencyKey;
+      let placed: Awaited<ReturnType<typeof place>> | undefined;
+      // One transaction (shared with other writes: write-batcher.ts): the stock decrement is
+      // conditional and atomic (no oversell under any concurrency), the price is read under the
+      // same row lock, the session is checked in the same statement, and the key is claimed by
+      // the order row itself, so a repeat finds the order instead of placing another.
+      async function place(tx: Tx) {
+        const [product] = await tx
+          .update(products)
+          .set({ stock: sql`${products.stock} - ${quantity}` })
+          .where(
+            and(
+              eq(products.id, productId),
+              gte(products.stock, quantity),
+              sessionOpen(tx, session),
+              notExists(priorOrder(tx, userId, key)),
+            ),
+          )
+          .returning();
+        if (!product) return undefined;
+        const [order] = await tx
+          .insert(orders)
+          .values({ userId, productId, quantity, unitPrice: product.price, idempotencyKey: key })
+          .returning();
+        return order && { order, product };
       }
-      // One statement, so one implicit transaction: the stock decrement is conditional and
-      // atomic (no oversell under any concurrency), the price is read in the same row lock,
-      // and the key row commits with the order or not at all.
-      const recordKey =
-        key === undefined
-          ? sql``
-          : sql`, k AS (
-              INSERT INTO idempotency_keys (user_id, key, request_hash, order_id)
-              SELECT ${userId}, ${key}, ${hash}, o.id FROM o)`;
-      let placed: OrderRow[];
       try {
-        placed = await write(sql`
-          WITH p AS (
-            UPDATE products SET stock = stock - ${quantity}
-            WHERE id = ${productId} AND stock >= ${quantity}
-              AND EXISTS (SELECT 1 FROM users WHERE id = ${userId} AND is_active)
-            RETURNING id, price
-          ), o AS (
-            INSERT INTO orders (user_id, product_id, quantity, unit_price)
-            SELECT ${userId}, p.id, ${quantity}, p.price FROM p
-            RETURNING ${ORDER_COLUMNS}
-          )${recordKey}
-          SELECT * FROM o`);
+        placed = await writer.run(place, callerOf(ctx));
       } catch (err) {
         // A concurrent request with the same key committed first: answer as it did.
-        if (key !== undefined && sqlState(err) === "23505" && constraintOf(err) === "idempotency_keys_pkey") {
-          const earlier = await replay(userId, key, hash);
+        if (sqlState(err) === "23505" && constraintOf(err) === "orders_user_id_idempotency_key_key") {
+          const earlier = await replay(userId, key, productId, quantity);
           if (earlier) return earlier;
         }
         throw err;
       }
-      const [row] = placed;
-      if (!row) return refusal(userId, productId, quantity);
-      return { order: orderToProto(row), replayed: false };
+      if (!placed) return refusal(session, productId, quantity, key);
+      return { order: orderToProto(placed.order), replayed: false, product: productToProto(placed.product) };
     },
 
     async getOrder(req) {
-      new Check().id("user_id", req.userId).id("order_id", req.orderId).done();
-      return { order: orderToProto(await ownOrder(req.userId, req.orderId)) };
+      return { order: orderToProto(await ownOrder(req.session, req.orderId)) };
     },
 
     async listOrders(req) {
       const before = req.pageToken === "" ? undefined : decodePageToken(req.pageToken);
-      new Check()
-        .id("user_id", req.userId)
-        .intRange("page_size", req.pageSize, 0, 100)
-        .require("page_token", req.pageToken === "" || before !== undefined, "is not a token this service issued")
-        .done();
+      if (req.pageToken !== "" && before === undefined) {
+        throw invalidArgument([{ field: "page_token", message: "is not a token this service issued" }]);
+      }
       const size = req.pageSize === 0 ? DEFAULT_PAGE_SIZE : req.pageSize;
-      // One row per order, or one row with no order: either way the account comes along.
-      const result = (await db.execute(sql`
-        SELECT u.is_active AS "active", ${orderColumns("o.")}
-        FROM users u LEFT JOIN LATERAL (
-          SELECT * FROM orders
-          WHERE user_id = u.id ${before === undefined ? sql`` : sql`AND id < ${before}`}
-          ORDER BY id DESC LIMIT ${size + 1}
-        ) o ON true
-        WHERE u.id = ${req.userId}`)) as unknown as WithOwner<OrderRow>[];
-      const [owner] = result;
-      if (!owner) throw userNotFound(req.userId);
-      if (!owner.active) throw accountDeactivated();
-      const page = result.filter((r): r is WithOwner<OrderRow> & OrderRow => r.id !== null);
+      const userId = req.session?.userId ?? 0;
+      const page = await database.run((db) =>
+        db
+          .select()
+          .from(orders)
+          .where(
+            and(
+              eq(orders.userId, userId),
+              before === undefined ? undefined : lt(orders.id, before),
+              sessionOpen(db, req.session),
+            ),
+          )
+          .orderBy(desc(orders.id))
+          .limit(size + 1),
+      );
+      // Nothing to show: no orders, or no session to show them to.
+      if (page.length === 0) await database.run((db) => requireSession(db, req.session));
       const more = page.length > size;
       const items = more ? page.slice(0, size) : page;
       const last = items.at(-1);
@@ -189,23 +168,40 @@ export function orderService(db: Db, writer: WriteBatcher): ServiceImpl<typeof O
       };
     },
 
-    async cancelOrder(req) {
-      new Check().id("user_id", req.userId).id("order_id", req.orderId).done();
+    async cancelOrder(req, ctx) {
+      const { session, orderId } = req;
+      const userId = session?.userId ?? 0;
       // The status condition makes the stock come back exactly once: a second cancel, even a
       // concurrent one, waits for the row lock, then finds the order no longer placed.
-      const [cancelled] = await write(sql`
-        WITH o AS (
-          UPDATE orders SET status = 'cancelled', cancelled_at = now()
-          WHERE id = ${req.orderId} AND user_id = ${req.userId} AND status = 'placed'
-            AND EXISTS (SELECT 1 FROM users WHERE id = ${req.userId} AND is_active)
-          RETURNING ${ORDER_COLUMNS}
-        ), restock AS (
-          UPDATE products SET stock = products.stock + o.quantity FROM o WHERE products.id = o."productId"
-        )
-        SELECT * FROM o`);
-      if (cancelled) return { order: orderToProto(cancelled) };
-      // Cancelled before (answer it again), another user's, or the account is deactivated.
-      return { order: orderToProto(await ownOrder(req.userId, req.orderId)) };
+      const cancelled = await writer.run(async (tx) => {
+        const [order] = await tx
+          .update(orders)
+          .set({ status: "cancelled", cancelledAt: sql`now()` })
+          .where(
+            and(
+              eq(orders.id, orderId),
+              eq(orders.userId, userId),
+              eq(orders.status, "placed"),
+              sessionOpen(tx, session),
+            ),
+          )
+          .returning();
+        if (!order) return undefined;
+        const [product] = await tx
+          .update(products)
+          .set({ stock: sql`${products.stock} + ${order.quantity}` })
+          .where(eq(products.id, order.productId))
+          .returning();
+        return { order, product };
+      }, callerOf(ctx));
+      if (cancelled) {
+        return {
+          order: orderToProto(cancelled.order),
+          ...(cancelled.product ? { product: productToProto(cancelled.product) } : {}),
+        };
+      }
+      // Cancelled before (answer it again), another user's, or the session has ended.
+      return { order: orderToProto(await ownOrder(session, orderId)) };
     },
   };
 }

@@ -1,30 +1,153 @@
 import type { ServiceImpl } from "@connectrpc/connect";
-import type { ProductService } from "@merch/gen/merch/store/v1/product_pb";
-import { asc, eq, sql } from "drizzle-orm";
+import type { Product, ProductService } from "@merch/gen/merch/store/v1/product_pb";
+import { rpcError } from "@merch/kit/errors";
+import type { Logger } from "@merch/kit/logger";
+import { ErrorReason } from "@merch/kit/reasons";
+import { asc, eq, inArray } from "drizzle-orm";
 import { productToProto } from "./convert.ts";
-import type { Db } from "./db.ts";
-import { productNotFound } from "./refusals.ts";
+import { type Database, databaseUnavailable } from "./db.ts";
 import { products } from "./schema.ts";
-import { Check } from "./validation.ts";
 
-export function productService(db: Db): ServiceImpl<typeof ProductService> {
-  // Prepared once: drizzle builds the SQL a single time, PostgreSQL plans it once per connection.
-  const all = db.select().from(products).orderBy(asc(products.id)).prepare("products_all");
-  const byId = db
-    .select()
-    .from(products)
-    .where(eq(products.id, sql.placeholder("id")))
-    .prepare("product_by_id");
+export const productNotFound = (id: number) => rpcError(ErrorReason.PRODUCT_NOT_FOUND, `product ${id} does not exist`);
+
+/** The channel the products triggers notify (migration 0001): the ids that changed. */
+const CHANNEL = "products_changed";
+
+interface Listener {
+  change(products: Product[], snapshot: boolean): void;
+  /** The feed can no longer keep this listener up to date (the database went away). */
+  lost(): void;
+}
+
+/**
+ * Hears from PostgreSQL which products changed (LISTEN; the triggers of migration 0001 NOTIFY at
+ * commit, whoever wrote) and passes the changed products to every watcher. Changes that arrive
+ * together are loaded together. When the database goes away, notifications can no longer arrive,
+ * so every watcher is told at once (its stream ends with UNAVAILABLE and the watcher falls back on
+ * reading); a new watch starts with a fresh snapshot.
+ */
+export class ProductFeed {
+  readonly #database: Database;
+  readonly #logger: Logger;
+  readonly #listeners = new Set<Listener>();
+  #pending = new Set<number>();
+  #loading = false;
+  #unlisten: (() => Promise<void>) | undefined;
+
+  constructor(database: Database, logger: Logger) {
+    this.#database = database;
+    this.#logger = logger;
+    database.onChange((up) => {
+      if (up) {
+        void this.#listen();
+        return;
+      }
+      this.#unlisten = undefined;
+      for (const listener of this.#listeners) listener.lost();
+    });
+  }
+
+  async start(): Promise<void> {
+    if (this.#database.up) await this.#listen();
+  }
+
+  async close(): Promise<void> {
+    await this.#unlisten?.().catch(() => {});
+  }
+
+  /** Calls the listener with each change until the returned function is called. */
+  subscribe(listener: Listener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  async snapshot(): Promise<Product[]> {
+    const rows = await this.#database.run((db) => db.select().from(products).orderBy(asc(products.id)));
+    return rows.map(productToProto);
+  }
+
+  async #listen(): Promise<void> {
+    try {
+      const { unlisten } = await this.#database.sql.listen(CHANNEL, (payload) => this.#changed(payload));
+      this.#unlisten = unlisten;
+    } catch (err) {
+      // The database went away again; its return calls us back.
+      this.#logger.warn({ err: String(err) }, "could not listen for product changes");
+    }
+  }
+
+  #changed(payload: string): void {
+    for (const id of payload.split(",")) if (/^[0-9]+$/.test(id)) this.#pending.add(Number(id));
+    if (!this.#loading) void this.#load();
+  }
+
+  async #load(): Promise<void> {
+    this.#loading = true;
+    try {
+      while (this.#pending.size > 0) {
+        const ids = [...this.#pending];
+        this.#pending = new Set();
+        if (this.#listeners.size === 0) continue;
+        const rows = await this.#database.run((db) => db.select().from(products).where(inArray(products.id, ids)));
+        const changed = rows.map(productToProto);
+        for (const listener of this.#listeners) listener.change(changed, false);
+      }
+    } catch (err) {
+      this.#logger.warn({ err: String(err) }, "could not load changed products");
+    } finally {
+      this.#loading = false;
+    }
+  }
+}
+
+export function productService(database: Database, feed: ProductFeed): ServiceImpl<typeof ProductService> {
   return {
     async listProducts() {
-      const rows = await all.execute();
+      const rows = await database.run((db) => db.select().from(products).orderBy(asc(products.id)));
       return { products: rows.map(productToProto) };
     },
+
     async getProduct(req) {
-      new Check().id("id", req.id).done();
-      const [row] = await byId.execute({ id: req.id });
+      const [row] = await database.run((db) => db.select().from(products).where(eq(products.id, req.id)));
       if (!row) throw productNotFound(req.id);
       return { product: productToProto(row) };
+    },
+
+    async *watchProducts(_req, ctx) {
+      // Subscribed before the snapshot is read, so no change can fall between the two.
+      const queue: { products: Product[]; snapshot: boolean }[] = [];
+      let wake: (() => void) | undefined;
+      let lost = false;
+      const unsubscribe = feed.subscribe({
+        change(changed, snapshot) {
+          queue.push({ products: changed, snapshot });
+          wake?.();
+        },
+        lost() {
+          lost = true;
+          wake?.();
+        },
+      });
+      const stop = () => wake?.();
+      ctx.signal.addEventListener("abort", stop);
+      try {
+        yield { products: await feed.snapshot(), snapshot: true };
+        while (!ctx.signal.aborted) {
+          if (lost) throw databaseUnavailable();
+          const next = queue.shift();
+          if (next) {
+            yield next;
+            continue;
+          }
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+          });
+          wake = undefined;
+        }
+      } finally {
+        unsubscribe();
+        ctx.signal.removeEventListener("abort", stop);
+      }
     },
   };
 }

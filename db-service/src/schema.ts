@@ -1,21 +1,25 @@
 import { sql } from "drizzle-orm";
 import {
   boolean,
-  char,
   check,
+  foreignKey,
   index,
   integer,
   numeric,
   pgTable,
-  primaryKey,
   text,
   timestamp,
+  unique,
   uniqueIndex,
+  uuid,
   varchar,
 } from "drizzle-orm/pg-core";
 
-// The same tables as db-init/init.sql, which is what creates them; schema.test.ts proves that
-// the two agree. Timestamps stay PostgreSQL's text so that protobuf gets every microsecond.
+// The store's tables. This file is the one source of the schema: `npm run db:generate` turns a
+// change here into a migration under db-service/migrations, which db-service applies at start-up.
+// Constraints carry PostgreSQL's own default names, the names the first databases (made from the
+// old db-init/init.sql) have, so the migrations run on those too. Timestamps stay PostgreSQL's
+// text so that protobuf gets every microsecond.
 const timestamptz = (name: string) => timestamp(name, { withTimezone: true, mode: "string" });
 
 export const users = pgTable(
@@ -37,6 +41,10 @@ export const users = pgTable(
     uniqueIndex("users_email_key").on(sql`lower(${t.email})`),
     check("users_sid_format", sql`${t.sid} ~ '^[A-Za-z0-9]{1,15}$'`),
     check("users_username_format", sql`${t.username} ~ '^[A-Za-z0-9_.-]{3,50}$'`),
+    check(
+      "users_email_format",
+      sql`${t.email} ~ '^[A-Za-z0-9.!#$%&''*+/=?^_\`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:[.][A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$'`,
+    ),
     check("users_deactivated_consistent", sql`${t.isActive} = (${t.deactivatedAt} IS NULL)`),
   ],
 );
@@ -45,7 +53,7 @@ export const products = pgTable(
   "products",
   {
     id: integer("id").primaryKey().generatedByDefaultAsIdentity(),
-    name: varchar("name", { length: 100 }).notNull().unique(),
+    name: varchar("name", { length: 100 }).notNull(),
     description: text("description").notNull().default(""),
     category: varchar("category", { length: 50 }).notNull(),
     price: numeric("price", { precision: 10, scale: 2 }).notNull(),
@@ -53,19 +61,19 @@ export const products = pgTable(
     stock: integer("stock").notNull(),
     createdAt: timestamptz("created_at").notNull().defaultNow(),
   },
-  (t) => [check("products_price_check", sql`${t.price} >= 0`), check("products_stock_check", sql`${t.stock} >= 0`)],
+  (t) => [
+    unique("products_name_key").on(t.name),
+    check("products_price_check", sql`${t.price} >= 0`),
+    check("products_stock_check", sql`${t.stock} >= 0`),
+  ],
 );
 
 export const orders = pgTable(
   "orders",
   {
     id: integer("id").primaryKey().generatedAlwaysAsIdentity(),
-    userId: integer("user_id")
-      .notNull()
-      .references(() => users.id),
-    productId: integer("product_id")
-      .notNull()
-      .references(() => products.id),
+    userId: integer("user_id").notNull(),
+    productId: integer("product_id").notNull(),
     quantity: integer("quantity").notNull(),
     unitPrice: numeric("unit_price", { precision: 10, scale: 2 }).notNull(),
     totalPrice: numeric("total_price", { precision: 10, scale: 2 })
@@ -76,31 +84,59 @@ export const orders = pgTable(
       .default("placed"),
     createdAt: timestamptz("created_at").notNull().defaultNow(),
     cancelledAt: timestamptz("cancelled_at"),
+    // What makes a repeat of the request answer this order: the client's Idempotency-Key, or
+    // one the gateway made up. Claimed by the INSERT that places the order, so a key costs no
+    // statement of its own.
+    idempotencyKey: varchar("idempotency_key", { length: 255 }),
   },
   (t) => [
-    index("orders_user_id_id_idx").on(t.userId, t.id.desc()),
+    foreignKey({ name: "orders_user_id_fkey", columns: [t.userId], foreignColumns: [users.id] }),
+    foreignKey({ name: "orders_product_id_fkey", columns: [t.productId], foreignColumns: [products.id] }),
+    // DESC alone means NULLS FIRST in PostgreSQL, as the first databases have it.
+    index("orders_user_id_id_idx").on(t.userId, t.id.desc().nullsFirst()),
     index("orders_product_id_idx").on(t.productId),
     check("orders_quantity_check", sql`${t.quantity} BETWEEN 1 AND 3`),
     check("orders_unit_price_check", sql`${t.unitPrice} >= 0`),
     check("orders_status_check", sql`${t.status} IN ('placed', 'cancelled')`),
     check("orders_cancelled_consistent", sql`(${t.status} = 'cancelled') = (${t.cancelledAt} IS NOT NULL)`),
+    check("orders_idempotency_key_format", sql`${t.idempotencyKey} ~ '^[ -~]{1,255}$'`),
+    uniqueIndex("orders_user_id_idempotency_key_key").on(t.userId, t.idempotencyKey),
   ],
 );
 
-export const idempotencyKeys = pgTable(
-  "idempotency_keys",
+/**
+ * One row per login: the token's jti is the id. A token works while its session is open; logout,
+ * a password change and deactivation end sessions, and a database reset removes them all, so an
+ * old token can never name a new account.
+ */
+export const sessions = pgTable(
+  "sessions",
   {
-    userId: integer("user_id")
-      .notNull()
-      .references(() => users.id),
-    key: varchar("key", { length: 255 }).notNull(),
-    requestHash: char("request_hash", { length: 64 }).notNull(),
-    orderId: integer("order_id")
-      .notNull()
-      .references(() => orders.id),
+    id: uuid("id").primaryKey(),
+    userId: integer("user_id").notNull(),
     createdAt: timestamptz("created_at").notNull().defaultNow(),
+    expiresAt: timestamptz("expires_at").notNull(),
+    endedAt: timestamptz("ended_at"),
   },
-  (t) => [primaryKey({ columns: [t.userId, t.key] }), index("idempotency_keys_order_id_idx").on(t.orderId)],
+  (t) => [
+    foreignKey({ name: "sessions_user_id_fkey", columns: [t.userId], foreignColumns: [users.id] }),
+    index("sessions_user_id_idx").on(t.userId),
+    index("sessions_expires_at_idx").on(t.expiresAt),
+  ],
+);
+
+/**
+ * Counters of attempts per key ("login:account:7", "login:address:10.0.0.1", ...) in fixed
+ * windows, shared by every gateway and db-service replica. Swept once their window has ended.
+ */
+export const throttle = pgTable(
+  "throttle",
+  {
+    key: text("key").primaryKey(),
+    hits: integer("hits").notNull(),
+    windowEnds: timestamptz("window_ends").notNull(),
+  },
+  (t) => [index("throttle_window_ends_idx").on(t.windowEnds)],
 );
 
 export type UserRow = typeof users.$inferSelect;

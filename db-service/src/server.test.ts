@@ -11,10 +11,12 @@ import { startTestPostgres, type TestPostgres } from "@merch/devstack/postgres";
 import { runService, type ServiceProcess, waitForOutput } from "@merch/devstack/services";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@merch/gen/grpc/health/v1/health_pb";
 import { UserService } from "@merch/gen/merch/store/v1/user_pb";
+import { sendServiceCredential } from "@merch/kit/service-credential";
 
 // The real entrypoint, as `npm start` and the container run it.
 
 const run = promisify(execFile);
+const CREDENTIAL = "server-test-credential-0123456789abcdef0123456789";
 const BUF = join(REPO_ROOT, "node_modules", ".bin", "buf");
 let pg: TestPostgres;
 let service: ServiceProcess;
@@ -24,7 +26,12 @@ before(async () => {
   pg = await startTestPostgres();
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
-  service = runService("db-service", port, { DATABASE_URL: pg.url, CORS_ORIGINS: "http://shop.example" }, "capture");
+  service = runService(
+    "db-service",
+    port,
+    { DATABASE_URL: pg.url, SERVICE_CREDENTIAL: CREDENTIAL, CORS_ORIGINS: "http://shop.example" },
+    "capture",
+  );
   await waitForOutput(service, /"database":"up"/);
 });
 after(async () => {
@@ -38,6 +45,22 @@ test("an invalid environment stops start-up with every problem named, exit code 
   assert.match(bad.output(), /PORT must be an integer from 0 to 65535, got \\"http\\"/);
   assert.match(bad.output(), /DB_POOL_MAX must be an integer from 1 to 100/);
   assert.match(bad.output(), /DATABASE_URL is required/);
+});
+
+test("in production a missing or short service credential stops start-up", async () => {
+  for (const [credential, message] of [
+    [undefined, /SERVICE_CREDENTIAL is required in production/],
+    ["too-short", /SERVICE_CREDENTIAL must be at least 32 characters, got 9/],
+  ] as const) {
+    const env = {
+      NODE_ENV: "production",
+      DATABASE_URL: pg.url,
+      ...(credential ? { SERVICE_CREDENTIAL: credential } : {}),
+    };
+    const bad = runService("db-service", undefined, { PORT: "0", ...env }, "capture");
+    assert.equal(await bad.exited(), 2);
+    assert.match(bad.output(), message);
+  }
 });
 
 test("gRPC health reports SERVING for the server and each service", async () => {
@@ -112,27 +135,48 @@ test("plain HTTP/1.1 JSON works, as with curl", async () => {
   assert.equal(((await bad.json()) as { code: string }).code, "invalid_argument");
 });
 
-test("CORS answers preflights for configured origins only", async () => {
-  const url = `${base}/merch.store.v1.ProductService/ListProducts`;
-  const preflight = (origin: string) =>
-    fetch(url, {
-      method: "OPTIONS",
-      headers: {
-        origin,
-        "access-control-request-method": "POST",
-        "access-control-request-headers": "content-type,connect-protocol-version",
-      },
-    });
-  const allowed = await preflight("http://shop.example");
-  assert.equal(allowed.status, 204);
-  assert.equal(allowed.headers.get("access-control-allow-origin"), "http://shop.example");
-  assert.match(allowed.headers.get("access-control-allow-headers") ?? "", /Connect-Protocol-Version/);
-  const foreign = await preflight("http://evil.example");
-  assert.equal(foreign.headers.get("access-control-allow-origin"), null);
+test("browsers never call db-service: no CORS answer, whatever CORS_ORIGINS says", async () => {
+  const preflight = await fetch(`${base}/merch.store.v1.ProductService/ListProducts`, {
+    method: "OPTIONS",
+    headers: {
+      origin: "http://shop.example",
+      "access-control-request-method": "POST",
+      "access-control-request-headers": "content-type,connect-protocol-version",
+    },
+  });
+  assert.equal(preflight.headers.get("access-control-allow-origin"), null);
+});
+
+test("user and order calls need the service credential, with buf curl as with any client; refusals are logged", async () => {
+  const url = `${base}/merch.store.v1.UserService/AuthenticateUser`;
+  const body = '{"username": "nobody", "password": "whatever"}';
+  const refused = await run(BUF, ["curl", "--protocol", "connect", "-d", body, url]).catch(
+    (err: { stderr: string }) => err.stderr,
+  );
+  assert.match(String(refused), /unauthenticated/);
+  const { stdout } = await run(BUF, [
+    "curl",
+    "--protocol",
+    "connect",
+    "-H",
+    `x-service-credential: ${CREDENTIAL}`,
+    "-d",
+    body,
+    url,
+  ]).catch((err: { stdout: string; stderr: string }) => ({ stdout: err.stdout + err.stderr }));
+  assert.match(stdout, /invalid_credentials/, "with the credential the call is made (and fails as a login)");
+  await waitForOutput(
+    service,
+    /refused a call without the service credential.*|"procedure":"merch\.store\.v1\.UserService\/AuthenticateUser"/,
+  );
+  assert.doesNotMatch(service.output(), new RegExp(CREDENTIAL), "the credential is never logged");
 });
 
 test("SIGTERM lets in-flight calls finish, then exits 0", async () => {
-  const users = createClient(UserService, createGrpcTransport({ baseUrl: base }));
+  const users = createClient(
+    UserService,
+    createGrpcTransport({ baseUrl: base, interceptors: [sendServiceCredential(CREDENTIAL)] }),
+  );
   // Each registration hashes with argon2id, so a batch keeps the server busy for a while.
   const calls = Array.from({ length: 12 }, (_, n) =>
     users.registerUser({

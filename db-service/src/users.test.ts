@@ -1,13 +1,20 @@
 import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
-import { Code } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { newUser, sessionOf, signIn } from "@merch/devstack/db-fixtures";
 import { type DbStack, startDbStack, TRANSPORTS } from "@merch/devstack/db-stack";
 import { rejectsFields, rejectsWith } from "@merch/devstack/rpc-assert";
+import { UserService } from "@merch/gen/merch/store/v1/user_pb";
+import { retryAfterOf } from "@merch/kit/errors";
+import { sendServiceCredential } from "@merch/kit/service-credential";
 import postgres from "postgres";
 
 let stack: DbStack;
 before(async () => {
-  stack = await startDbStack();
+  // A short window, so that the throttling tests can wait for it to end.
+  stack = await startDbStack({ LOGIN_WINDOW_S: "3", LOGIN_ADDRESS_MAX_FAILURES: "12", REGISTER_ADDRESS_MAX: "4" });
 });
 after(() => stack?.stop());
 
@@ -21,6 +28,8 @@ TRANSPORTS.forEach((transport, i) => {
       email: `alice${i}@example.com`,
       password: "correct horse battery",
     };
+    const aliceLogin = (password = alice.password) =>
+      users().authenticateUser({ login: { case: "sid", value: alice.sid }, password });
 
     test("registers an active user and never returns the password or its hash", async () => {
       const { user } = await users().registerUser(alice);
@@ -64,17 +73,18 @@ TRANSPORTS.forEach((transport, i) => {
       );
     });
 
-    test("authenticates by username or by sid", async () => {
+    test("authenticates by username or by sid, opening a session each time", async () => {
       const byName = await users().authenticateUser({
         login: { case: "username", value: alice.username },
         password: alice.password,
       });
       assert.equal(byName.user?.sid, alice.sid);
-      const bySid = await users().authenticateUser({
-        login: { case: "sid", value: alice.sid },
-        password: alice.password,
-      });
+      const bySid = await aliceLogin();
       assert.equal(bySid.user?.username, alice.username);
+      assert.match(bySid.sessionId, /^[0-9a-f-]{36}$/);
+      assert.notEqual(byName.sessionId, bySid.sessionId);
+      const left = Number(bySid.sessionExpiresAt?.seconds) - Date.now() / 1000;
+      assert.ok(left > 86_300 && left <= 86_400, `a session lives 24 hours (${left} s left)`);
     });
 
     test("an unknown user and a wrong password are the same UNAUTHENTICATED answer", async () => {
@@ -91,6 +101,16 @@ TRANSPORTS.forEach((transport, i) => {
       assert.equal(unknown.rawMessage, wrong.rawMessage);
     });
 
+    test("a name that cannot exist (a NUL, a control character, too long) is a failed login, never an error", async () => {
+      for (const value of ["al\u0000ice", "bob\u0007", "x".repeat(300)]) {
+        await rejectsWith(
+          users().authenticateUser({ login: { case: "username", value }, password: "whatever it is" }),
+          Code.Unauthenticated,
+          "invalid_credentials",
+        );
+      }
+    });
+
     test("authentication without a login or password is INVALID_ARGUMENT", async () => {
       await rejectsFields(users().authenticateUser({ password: "x" }), ["login"]);
       await rejectsFields(users().authenticateUser({ login: { case: "sid", value: alice.sid }, password: "" }), [
@@ -98,87 +118,98 @@ TRANSPORTS.forEach((transport, i) => {
       ]);
     });
 
-    test("gets a user; an unknown one is NOT_FOUND user_not_found", async () => {
-      const { user } = await users().authenticateUser({
-        login: { case: "sid", value: alice.sid },
-        password: alice.password,
-      });
-      assert.ok(user);
-      const got = await users().getUser({ userId: user.id });
+    test("gets the session's user; an ended or foreign session is UNAUTHENTICATED invalid_token", async () => {
+      const res = await aliceLogin();
+      const session = { userId: res.user?.id ?? 0, sessionId: res.sessionId };
+      const got = await users().getUser({ session });
       assert.equal(got.user?.email, alice.email);
-      await rejectsWith(users().getUser({ userId: 987654 }), Code.NotFound, "user_not_found");
+      // Another account's id with this session, or a session that never was.
+      await rejectsWith(
+        users().getUser({ session: { ...session, userId: 987654 } }),
+        Code.Unauthenticated,
+        "invalid_token",
+      );
+      await rejectsWith(
+        users().getUser({ session: { ...session, sessionId: randomUUID() } }),
+        Code.Unauthenticated,
+        "invalid_token",
+      );
+      await users().endSession({ session });
+      await rejectsWith(users().getUser({ session }), Code.Unauthenticated, "invalid_token");
+      // An ended session cannot be ended again: its token is no good for anything.
+      await rejectsWith(users().endSession({ session }), Code.Unauthenticated, "invalid_token");
+      await rejectsWith(
+        users().endSession({ session: { ...session, sessionId: randomUUID() } }),
+        Code.Unauthenticated,
+        "invalid_token",
+      );
     });
 
-    test("updates username and email, and the password only with the current one", async () => {
-      const { user } = await users().authenticateUser({
-        login: { case: "sid", value: alice.sid },
-        password: alice.password,
-      });
-      assert.ok(user);
-      const renamed = await users().updateUser({
-        userId: user.id,
-        username: `alicia_${i}`,
-        email: `alicia${i}@example.com`,
-      });
+    test("updates username and email; the password only with the current one, ending every session", async () => {
+      const first = await aliceLogin();
+      const second = await aliceLogin();
+      const session = { userId: first.user?.id ?? 0, sessionId: first.sessionId };
+      const other = { userId: session.userId, sessionId: second.sessionId };
+      const renamed = await users().updateUser({ session, username: `alicia_${i}`, email: `alicia${i}@example.com` });
       assert.equal(renamed.user?.username, `alicia_${i}`);
       assert.equal(renamed.user?.email, `alicia${i}@example.com`);
+      // Renaming ends nothing.
+      await users().getUser({ session: other });
 
-      await rejectsFields(users().updateUser({ userId: user.id, password: "a new password" }), ["current_password"]);
+      await rejectsFields(users().updateUser({ session, password: "a new password" }), ["current_password"]);
       await rejectsWith(
-        users().updateUser({ userId: user.id, password: "a new password", currentPassword: "not it at all" }),
+        users().updateUser({ session, password: "a new password", currentPassword: "not it at all" }),
         Code.PermissionDenied,
         "wrong_current_password",
       );
-      await users().updateUser({ userId: user.id, password: "a new password", currentPassword: alice.password });
-      await rejectsWith(
-        users().authenticateUser({ login: { case: "sid", value: alice.sid }, password: alice.password }),
-        Code.Unauthenticated,
-        "invalid_credentials",
-      );
-      const again = await users().authenticateUser({
-        login: { case: "sid", value: alice.sid },
-        password: "a new password",
-      });
-      assert.equal(again.user?.id, user.id);
+      await users().updateUser({ session, password: "a new password", currentPassword: alice.password });
+      await rejectsWith(users().getUser({ session }), Code.Unauthenticated, "invalid_token");
+      await rejectsWith(users().getUser({ session: other }), Code.Unauthenticated, "invalid_token");
+      await rejectsWith(aliceLogin(), Code.Unauthenticated, "invalid_credentials");
+      const again = await aliceLogin("a new password");
+      assert.equal(again.user?.id, session.userId);
     });
 
     test("an empty or invalid update is INVALID_ARGUMENT; a taken name is ALREADY_EXISTS", async () => {
-      const { user } = await users().getUser({ userId: 1 });
-      assert.ok(user);
-      await rejectsFields(users().updateUser({ userId: user.id }), ["body"]);
-      await rejectsFields(users().updateUser({ userId: user.id, username: "x", email: "not-an-email" }), [
+      const me = sessionOf(await newUser(stack.clients(transport), `upd${i}`));
+      await rejectsFields(users().updateUser({ session: me }), ["body"]);
+      await rejectsFields(users().updateUser({ session: me, username: "x", email: "not-an-email" }), [
         "username",
         "email",
       ]);
-      const taker = await users().registerUser({
-        sid: `77${i}`,
-        username: `taker_${i}`,
-        email: `taker${i}@example.com`,
-        password: "taker password",
-      });
-      assert.ok(taker.user);
+      await rejectsFields(users().updateUser({ session: me, password: "has a\u0000NUL", currentPassword: "x" }), [
+        "password",
+      ]);
       await rejectsWith(
-        users().updateUser({ userId: taker.user.id, username: user.username }),
+        users().updateUser({ session: me, username: `alicia_${i}` }),
         Code.AlreadyExists,
         "username_taken",
       );
     });
 
-    test("deactivation keeps the row, refuses login as such, and refuses every later call of the account", async () => {
+    test("deactivation keeps the row, ends every session, and refuses login as such", async () => {
       const carol = {
         sid: `55${i}`,
         username: `carol_${i}`,
         email: `carol${i}@example.com`,
         password: "carol password",
       };
-      const { user } = await users().registerUser(carol);
-      assert.ok(user);
-      const first = await users().deactivateUser({ userId: user.id });
+      await users().registerUser(carol);
+      const one = sessionOf(await signIn(stack.clients(transport), carol.username, carol.password));
+      const two = sessionOf(await signIn(stack.clients(transport), carol.username, carol.password));
+      const first = await users().deactivateUser({ session: one });
       assert.equal(first.user?.isActive, false);
-      await rejectsWith(users().deactivateUser({ userId: user.id }), Code.PermissionDenied, "account_deactivated");
-      await rejectsWith(users().deactivateUser({ userId: 987_654 }), Code.NotFound, "user_not_found");
-      const kept = await users().getUser({ userId: user.id });
-      assert.equal(kept.user?.isActive, false);
+      for (const session of [one, two]) {
+        await rejectsWith(users().getUser({ session }), Code.Unauthenticated, "invalid_token");
+        await rejectsWith(users().deactivateUser({ session }), Code.Unauthenticated, "invalid_token");
+      }
+      const sql = postgres(stack.pg.url, { max: 1 });
+      try {
+        const [row] = await sql`SELECT is_active FROM users WHERE sid = ${carol.sid}`;
+        assert.equal(row?.is_active, false, "the row is kept");
+      } finally {
+        await sql.end();
+      }
       await rejectsWith(
         users().authenticateUser({ login: { case: "username", value: carol.username }, password: carol.password }),
         Code.PermissionDenied,
@@ -190,11 +221,107 @@ TRANSPORTS.forEach((transport, i) => {
         Code.Unauthenticated,
         "invalid_credentials",
       );
-      await rejectsWith(
-        users().updateUser({ userId: user.id, email: `carol${i}@new.example.com` }),
-        Code.PermissionDenied,
-        "account_deactivated",
-      );
     });
+  });
+});
+
+describe("login throttling, shared by every caller through PostgreSQL", () => {
+  const users = () => stack.clients("gRPC over h2c").users;
+  const login = (value: string, password: string, clientAddress: string, kind: "username" | "sid" = "username") =>
+    users().authenticateUser({ login: { case: kind, value }, password, clientAddress });
+
+  test("40 wrong passwords at once: at most 5 are checked, the rest and then the right one are throttled", async () => {
+    const dave = await newUser(stack.clients("gRPC over h2c"), "dave");
+    const answers = await Promise.allSettled(
+      Array.from({ length: 40 }, (_, n) => login(dave.username, `wrong guess ${n}`, "10.1.0.1")),
+    );
+    const reasons = answers.map((a) => (a.status === "rejected" ? String(a.reason.message) : "ok"));
+    const checked = reasons.filter((r) => r.includes("unknown user or wrong password")).length;
+    const throttled = reasons.filter((r) => r.includes("too many failed logins")).length;
+    assert.equal(checked, 5, reasons.join("\n"));
+    assert.equal(throttled, 35);
+    const refused = await rejectsWith(
+      login(dave.username, "a fine password", "10.1.0.2"),
+      Code.ResourceExhausted,
+      "too_many_attempts",
+    );
+    const wait = retryAfterOf(refused);
+    assert.ok(wait !== undefined && wait >= 1 && wait <= 3, `RetryInfo says ${wait} s`);
+    // The window ends: the right password works again, and forgives the failures.
+    await new Promise((r) => setTimeout(r, 3100));
+    await login(dave.username, "a fine password", "10.1.0.2");
+    await rejectsWith(login(dave.username, "wrong again", "10.1.0.2"), Code.Unauthenticated, "invalid_credentials");
+  });
+
+  test("username and sid name one account: alternating them buys no extra guesses", async () => {
+    const erin = await newUser(stack.clients("gRPC over h2c"), "erin");
+    for (let n = 0; n < 5; n++) {
+      const [value, kind] = n % 2 === 0 ? [erin.username, "username" as const] : [erin.sid, "sid" as const];
+      await rejectsWith(login(value, "wrong guess", `10.2.0.${n}`, kind), Code.Unauthenticated, "invalid_credentials");
+    }
+    await rejectsWith(
+      login(erin.sid, "a fine password", "10.2.0.9", "sid"),
+      Code.ResourceExhausted,
+      "too_many_attempts",
+    );
+  });
+
+  test("one address may fail only so often, whatever names it tries; other addresses are not affected", async () => {
+    for (let n = 0; n < 12; n++) {
+      await rejectsWith(
+        login(`ghost_${n}_${process.pid}`, "guess", "10.3.0.1"),
+        Code.Unauthenticated,
+        "invalid_credentials",
+      );
+    }
+    const fred = await newUser(stack.clients("gRPC over h2c"), "fred");
+    await rejectsWith(login(fred.username, "a fine password", "10.3.0.1"), Code.ResourceExhausted, "too_many_attempts");
+    await login(fred.username, "a fine password", "10.3.0.2");
+  });
+
+  test("registrations per address are limited too", async () => {
+    const register = (n: number) =>
+      users().registerUser({
+        sid: `R${process.pid % 100000}x${n}`,
+        username: `reg_${process.pid}_${n}`,
+        email: `reg${process.pid}x${n}@example.com`,
+        password: "a fine password",
+        clientAddress: "10.4.0.1",
+      });
+    for (let n = 0; n < 4; n++) await register(n);
+    await rejectsWith(register(4), Code.ResourceExhausted, "too_many_registrations");
+  });
+});
+
+describe("the service credential", () => {
+  test("every user call without it is UNAUTHENTICATED, and changes nothing", async () => {
+    const bare = createClient(UserService, createConnectTransport({ baseUrl: stack.baseUrl, httpVersion: "1.1" }));
+    const victim = await newUser(stack.clients("gRPC over h2c"), "victim");
+    const session = sessionOf(victim);
+    const wrong = createClient(
+      UserService,
+      createConnectTransport({
+        baseUrl: stack.baseUrl,
+        httpVersion: "1.1",
+        interceptors: [sendServiceCredential("not the credential at all, though long enough")],
+      }),
+    );
+    for (const client of [bare, wrong]) {
+      await rejectsWith(client.getUser({ session }), Code.Unauthenticated, "service_credential_required");
+      await rejectsWith(client.deactivateUser({ session }), Code.Unauthenticated, "service_credential_required");
+      await rejectsWith(
+        client.updateUser({ session, email: "evil@example.com" }),
+        Code.Unauthenticated,
+        "service_credential_required",
+      );
+      await rejectsWith(
+        client.authenticateUser({ login: { case: "username", value: victim.username }, password: "guess" }),
+        Code.Unauthenticated,
+        "service_credential_required",
+      );
+    }
+    const { user } = await stack.clients("gRPC over h2c").users.getUser({ session });
+    assert.equal(user?.isActive, true);
+    assert.equal(user?.email.endsWith("@example.com") && !user.email.startsWith("evil"), true);
   });
 });

@@ -1,133 +1,201 @@
-import { Code, type ServiceImpl } from "@connectrpc/connect";
+import { createHash } from "node:crypto";
+import type { ServiceImpl } from "@connectrpc/connect";
 import type { UserService } from "@merch/gen/merch/store/v1/user_pb";
 import { rpcError } from "@merch/kit/errors";
-import { and, eq, sql } from "drizzle-orm";
+import { ErrorReason, type Reason } from "@merch/kit/reasons";
+import { and, eq, isNull, type SQL, sql } from "drizzle-orm";
 import type { PgUpdateSetSource } from "drizzle-orm/pg-core";
-import { userToProto } from "./convert.ts";
-import { constraintOf, type Db, sqlState } from "./db.ts";
+import type { LoginLimits } from "./config.ts";
+import { timestampFromPg, userToProto } from "./convert.ts";
+import { constraintOf, type Database, sqlState } from "./db.ts";
 import { burnVerification, hashPassword, verifyPassword } from "./passwords.ts";
-import { accountDeactivated, userNotFound } from "./refusals.ts";
-import { type UserRow, users } from "./schema.ts";
-import { Check } from "./validation.ts";
+import { sessions, users } from "./schema.ts";
+import { endAllSessions, newSession, sessionEnded, sessionOpen } from "./sessions.ts";
+import { forget, hit, refund } from "./throttle.ts";
 
 // Which unique index a duplicate hit, and the reason the caller gets for it.
-const TAKEN: Record<string, { field: string; reason: string }> = {
-  users_sid_key: { field: "sid", reason: "sid_taken" },
-  users_username_key: { field: "username", reason: "username_taken" },
-  users_email_key: { field: "email", reason: "email_taken" },
+const TAKEN: Record<string, { field: string; reason: Reason }> = {
+  users_sid_key: { field: "sid", reason: ErrorReason.SID_TAKEN },
+  users_username_key: { field: "username", reason: ErrorReason.USERNAME_TAKEN },
+  users_email_key: { field: "email", reason: ErrorReason.EMAIL_TAKEN },
 };
 
 function alreadyExists(err: unknown): never {
   const taken = sqlState(err) === "23505" ? TAKEN[constraintOf(err) ?? ""] : undefined;
-  if (taken) {
-    throw rpcError(Code.AlreadyExists, taken.reason, `${taken.field} is already in use`);
-  }
+  if (taken) throw rpcError(taken.reason, `${taken.field} is already in use`);
   throw err;
 }
 
-export function userService(db: Db): ServiceImpl<typeof UserService> {
-  const byId = db
-    .select()
-    .from(users)
-    .where(eq(users.id, sql.placeholder("id")))
-    .prepare("user_by_id");
-  async function load(id: number): Promise<UserRow> {
-    const [row] = await byId.execute({ id });
-    if (!row) throw userNotFound(id);
-    return row;
-  }
+const invalidCredentials = () => rpcError(ErrorReason.INVALID_CREDENTIALS, "unknown user or wrong password");
+const accountDeactivated = () => rpcError(ErrorReason.ACCOUNT_DEACTIVATED, "the account is deactivated");
 
+// No account has such a name (the CHECKs forbid it), and PostgreSQL could not even compare a NUL.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what this finds
+const IMPOSSIBLE_NAME = /[\x00-\x1f\x7f]/;
+const MAX_NAME = 50;
+
+export function userService(database: Database, limits: LoginLimits): ServiceImpl<typeof UserService> {
   return {
     async registerUser(req) {
-      new Check()
-        .sid("sid", req.sid)
-        .username("username", req.username)
-        .email("email", req.email)
-        .password("password", req.password)
-        .done();
+      if (req.clientAddress !== "") {
+        const verdict = await database.run((db) =>
+          hit(db, [
+            {
+              key: `register:address:${req.clientAddress}`,
+              max: limits.registerAddressMax,
+              windowS: limits.registerWindowS,
+            },
+          ]),
+        );
+        if (!verdict.allowed) {
+          throw rpcError(ErrorReason.TOO_MANY_REGISTRATIONS, "too many accounts registered from this address lately", {
+            retryAfterS: verdict.retryAfterS,
+          });
+        }
+      }
       const passwordHash = await hashPassword(req.password);
-      const [row] = await db
-        .insert(users)
-        .values({ sid: req.sid, username: req.username, email: req.email, passwordHash })
-        .returning()
-        .catch(alreadyExists);
+      const [row] = await database.run((db) =>
+        db
+          .insert(users)
+          .values({ sid: req.sid, username: req.username, email: req.email, passwordHash })
+          .returning()
+          .catch(alreadyExists),
+      );
       if (!row) throw new Error("insert returned no row");
       return { user: userToProto(row) };
     },
 
+    /**
+     * Counts the attempt against the account and the address first, then checks the password:
+     * see throttle.ts. A success forgives the account's failures and gives the address its hit back.
+     */
     async authenticateUser(req) {
-      const check = new Check().require("login", req.login.case !== undefined, "username or sid is required");
-      if (req.login.case === "username") check.require("username", req.login.value !== "", "must not be empty");
-      if (req.login.case === "sid") check.require("sid", req.login.value !== "", "must not be empty");
-      check.require("password", req.password !== "", "is required").done();
-      // An over-long name cannot exist; answering without a query keeps junk off the database.
       const name = req.login.value ?? "";
+      const possible = name.length <= MAX_NAME && !IMPOSSIBLE_NAME.test(name);
       const column = req.login.case === "sid" ? users.sid : users.username;
-      const [row] =
-        name.length > 50 || req.password.length > 1024
-          ? []
-          : await db.select().from(users).where(sql`lower(${column}) = lower(${name})`);
-      const ok = row ? await verifyPassword(row.passwordHash, req.password) : await burnVerification(req.password);
-      if (!row || !ok) {
-        throw rpcError(Code.Unauthenticated, "invalid_credentials", "unknown user or wrong password");
+      const [row] = possible
+        ? await database.run((db) => db.select().from(users).where(sql`lower(${column}) = lower(${name})`))
+        : [];
+      // One account is one account, named by username or by sid; a name without an account is
+      // counted under itself (hashed: any text may arrive, the key must be storable).
+      const accountKey = row
+        ? `login:account:${row.id}`
+        : `login:name:${createHash("sha256").update(name.toLowerCase()).digest("hex")}`;
+      const addressKey = req.clientAddress === "" ? undefined : `login:address:${req.clientAddress}`;
+      const verdict = await database.run((db) =>
+        hit(db, [
+          { key: accountKey, max: limits.accountMaxFailures, windowS: limits.windowS },
+          ...(addressKey ? [{ key: addressKey, max: limits.addressMaxFailures, windowS: limits.windowS }] : []),
+        ]),
+      );
+      if (!verdict.allowed) {
+        throw rpcError(ErrorReason.TOO_MANY_ATTEMPTS, "too many failed logins; try again later", {
+          retryAfterS: verdict.retryAfterS,
+        });
       }
-      if (!row.isActive) throw accountDeactivated();
-      return { user: userToProto(row) };
+      const ok = row ? await verifyPassword(row.passwordHash, req.password) : await burnVerification(req.password);
+      if (!row || !ok) throw invalidCredentials();
+      const opened = await database.run((db) =>
+        db.transaction(async (tx) => {
+          await forget(tx, [accountKey]);
+          if (addressKey) await refund(tx, [addressKey]);
+          if (!row.isActive) return undefined;
+          const [session] = await tx
+            .insert(sessions)
+            .values(newSession(row.id))
+            .returning({ id: sessions.id, expiresAt: sessions.expiresAt });
+          return session;
+        }),
+      );
+      if (!opened) throw accountDeactivated();
+      return {
+        user: userToProto(row),
+        sessionId: opened.id,
+        sessionExpiresAt: timestampFromPg(opened.expiresAt),
+      };
+    },
+
+    async endSession(req) {
+      const { session } = req;
+      const [ended] = await database.run((db) =>
+        db
+          .update(sessions)
+          .set({ endedAt: sql`now()` })
+          .where(
+            and(
+              eq(sessions.id, session?.sessionId ?? ""),
+              eq(sessions.userId, session?.userId ?? 0),
+              isNull(sessions.endedAt),
+            ),
+          )
+          .returning({ id: sessions.id }),
+      );
+      // A session that has ended (or never was) is no session to end: its token is no good.
+      if (!ended) throw sessionEnded();
+      return {};
     },
 
     async getUser(req) {
-      new Check().id("user_id", req.userId).done();
-      return { user: userToProto(await load(req.userId)) };
+      const [row] = await database.run((db) =>
+        db
+          .select()
+          .from(users)
+          .where(and(eq(users.id, req.session?.userId ?? 0), sessionOpen(db, req.session))),
+      );
+      if (!row) throw sessionEnded();
+      return { user: userToProto(row) };
     },
 
     async updateUser(req) {
-      const check = new Check().id("user_id", req.userId);
-      if (req.username !== undefined) check.username("username", req.username);
-      if (req.email !== undefined) check.email("email", req.email);
-      if (req.password !== undefined) {
-        check
-          .password("password", req.password)
-          .require("current_password", req.currentPassword !== undefined, "is required to change the password");
-      }
-      check
-        .require(
-          "body",
-          req.username !== undefined || req.email !== undefined || req.password !== undefined,
-          "give at least one of username, email, password",
-        )
-        .done();
-      const current = await load(req.userId);
-      if (!current.isActive) throw accountDeactivated();
-      if (req.currentPassword !== undefined && !(await verifyPassword(current.passwordHash, req.currentPassword))) {
-        throw rpcError(Code.PermissionDenied, "wrong_current_password", "current_password is wrong");
+      const userId = req.session?.userId ?? 0;
+      const [current] = await database.run((db) =>
+        db
+          .select()
+          .from(users)
+          .where(and(eq(users.id, userId), sessionOpen(db, req.session))),
+      );
+      if (!current) throw sessionEnded();
+      if (req.password !== undefined && !(await verifyPassword(current.passwordHash, req.currentPassword ?? ""))) {
+        throw rpcError(ErrorReason.WRONG_CURRENT_PASSWORD, "current_password is wrong");
       }
       const changes: PgUpdateSetSource<typeof users> = { updatedAt: sql`now()` };
       if (req.username !== undefined) changes.username = req.username;
       if (req.email !== undefined) changes.email = req.email;
       if (req.password !== undefined) changes.passwordHash = await hashPassword(req.password);
-      // Matching the hash we verified against refuses a password change that raced another.
-      const [row] = await db
-        .update(users)
-        .set(changes)
-        .where(and(eq(users.id, req.userId), eq(users.passwordHash, current.passwordHash), eq(users.isActive, true)))
-        .returning()
-        .catch(alreadyExists);
-      if (!row) throw rpcError(Code.Aborted, "concurrent_update", "the account changed meanwhile, retry");
+      const row = await database.run((db) =>
+        db.transaction(async (tx) => {
+          // Matching the hash we verified against refuses a password change that raced another.
+          const unchanged: SQL[] = [eq(users.id, userId), eq(users.passwordHash, current.passwordHash)];
+          const [updated] = await tx
+            .update(users)
+            .set(changes)
+            .where(and(...unchanged, sessionOpen(tx, req.session)))
+            .returning()
+            .catch(alreadyExists);
+          // A new password ends every session of the account, this one too.
+          if (updated && req.password !== undefined) await endAllSessions(tx, userId);
+          return updated;
+        }),
+      );
+      if (!row) throw rpcError(ErrorReason.CONFLICT, "the account changed meanwhile; nothing was changed, retry");
       return { user: userToProto(row) };
     },
 
     async deactivateUser(req) {
-      new Check().id("user_id", req.userId).done();
-      const [row] = await db
-        .update(users)
-        .set({ isActive: false, deactivatedAt: sql`now()`, updatedAt: sql`now()` })
-        .where(and(eq(users.id, req.userId), eq(users.isActive, true)))
-        .returning();
-      if (row) return { user: userToProto(row) };
-      // The user exists (load throws otherwise), so it was deactivated already: the caller's
-      // session ended with that, and the call is refused like any other of that account.
-      await load(req.userId);
-      throw accountDeactivated();
+      const userId = req.session?.userId ?? 0;
+      const row = await database.run((db) =>
+        db.transaction(async (tx) => {
+          const [deactivated] = await tx
+            .update(users)
+            .set({ isActive: false, deactivatedAt: sql`now()`, updatedAt: sql`now()` })
+            .where(and(eq(users.id, userId), isNull(users.deactivatedAt), sessionOpen(tx, req.session)))
+            .returning();
+          if (deactivated) await endAllSessions(tx, userId);
+          return deactivated;
+        }),
+      );
+      if (!row) throw sessionEnded();
+      return { user: userToProto(row) };
     },
   };
 }

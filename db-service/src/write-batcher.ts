@@ -1,81 +1,151 @@
-import type { SQL } from "drizzle-orm";
-import { PgDialect } from "drizzle-orm/pg-core";
-import type postgres from "postgres";
+import { rpcError } from "@merch/kit/errors";
+import { ErrorReason } from "@merch/kit/reasons";
+import { sql } from "drizzle-orm";
+import type { PgDatabase } from "drizzle-orm/pg-core";
+import type { PostgresJsQueryResultHKT } from "drizzle-orm/postgres-js";
+import { type Database, databaseUnavailable, isServerAnswer } from "./db.ts";
+import type * as schema from "./schema.ts";
+
+/** What a write runs its statement on: the batch's transaction. */
+export type Tx = PgDatabase<PostgresJsQueryResultHKT, typeof schema>;
+
+/** The caller's side of a write: when it gives up. */
+export interface Caller {
+  /** Aborted when the caller hangs up or its deadline passes (Connect's HandlerContext.signal). */
+  signal: AbortSignal;
+  /** When the caller's deadline passes, in ms since the epoch; Infinity without one. */
+  deadline: number;
+}
 
 interface Pending {
-  text: string;
-  params: unknown[];
-  resolve(rows: unknown[]): void;
+  work: (tx: Tx) => Promise<unknown>;
+  caller: Caller;
+  resolve(value: unknown): void;
   reject(err: unknown): void;
 }
 
-const dialect = new PgDialect();
+const notStarted = () =>
+  rpcError(ErrorReason.UPSTREAM_TIMEOUT, "the deadline passed before the write could be made; nothing was changed");
+const outcomeUnknown = () =>
+  rpcError(
+    ErrorReason.OUTCOME_UNKNOWN,
+    "the database connection failed while the write was committing: it may or may not have happened; " +
+      "repeat the request with the same idempotency key to find out",
+  );
+
+/** Thrown inside a batch's transaction to roll it back because some caller gave up. */
+class CallerGone extends Error {}
 
 /**
- * Group commit for the order path. Every order and cancellation is one statement that takes a
+ * Group commit for the order path. Every order and cancellation is one statement that holds a
  * product row's lock until its transaction commits, and a commit waits for the WAL to reach the
  * disk: one statement per transaction caps a product at one order per disk flush. Instead,
- * statements that arrive while a transaction is committing queue up, and go together as the
- * next transaction, pipelined on one connection: one flush then serves them all. Under light
- * load a statement runs alone and waits for nothing.
+ * statements that arrive while a transaction is committing queue up and go together as the next
+ * transaction, pipelined on one connection: one flush serves them all. Under light load a
+ * statement runs alone and waits for nothing. One transaction at a time, so two batches never
+ * deadlock on product rows.
  *
- * One transaction at a time, so two batches can never deadlock on product rows. If any
- * statement of a batch fails (a concurrent duplicate Idempotency-Key, say), the whole
- * transaction has rolled back and each statement runs again on its own, so each caller gets
- * exactly its own answer.
+ * No write outlives its caller, and none is done twice:
+ * - a write whose caller has gone (hung up, deadline passed) before its batch starts is not
+ *   started; a batch's statements may run only until the earliest deadline among them
+ *   (statement_timeout), and a batch whose caller went meanwhile is rolled back, not committed;
+ * - when a batch fails before COMMIT, PostgreSQL has rolled it back whole, so its writes run again
+ *   one by one and each caller gets its own answer; when the connection fails during COMMIT,
+ *   nobody knows whether it happened: those callers are told so (outcome_unknown), and nothing is
+ *   run again.
  */
 export class WriteBatcher {
-  readonly #sql: postgres.Sql;
+  readonly #database: Database;
   readonly #maxBatch: number;
   #queue: Pending[] = [];
   #draining = false;
 
-  constructor(sql: postgres.Sql, maxBatch = 64) {
-    this.#sql = sql;
+  constructor(database: Database, maxBatch = 64) {
+    this.#database = database;
     this.#maxBatch = maxBatch;
   }
 
-  /** Runs one statement, durably, and resolves with its rows once its transaction committed. */
-  run<T>(query: SQL): Promise<T[]> {
-    const { sql: text, params } = dialect.sqlToQuery(query);
-    return new Promise<unknown[]>((resolve, reject) => {
-      this.#queue.push({ text, params, resolve, reject });
+  /** Runs one write, durably: resolves with its result once its transaction committed. */
+  run<T>(work: (tx: Tx) => Promise<T>, caller: Caller): Promise<T> {
+    return new Promise<unknown>((resolve, reject) => {
+      this.#queue.push({ work, caller, resolve, reject });
       if (!this.#draining) void this.#drain();
-    }) as Promise<T[]>;
+    }) as Promise<T>;
   }
 
   async #drain(): Promise<void> {
     this.#draining = true;
     try {
       while (this.#queue.length > 0) {
-        const batch = this.#queue.splice(0, this.#maxBatch);
-        if (batch.length === 1 || !(await this.#together(batch))) await this.#oneByOne(batch);
+        const retry = await this.#attempt(this.#queue.splice(0, this.#maxBatch));
+        // One by one: each statement alone in its transaction, its error its caller's.
+        for (const p of retry) await this.#attempt([p]);
       }
     } finally {
       this.#draining = false;
     }
   }
 
-  async #together(batch: Pending[]): Promise<boolean> {
-    let results: unknown[][];
-    try {
-      results = (await this.#sql.begin((tx) =>
-        batch.map((p) => tx.unsafe(p.text, p.params as postgres.ParameterOrJSON<never>[], { prepare: true })),
-      )) as unknown as unknown[][];
-    } catch {
-      return false;
+  /** Commits what is still wanted of the batch; returns the writes to run again. */
+  async #attempt(batch: Pending[]): Promise<Pending[]> {
+    const live = this.#live(batch);
+    if (live.length === 0) return [];
+    if (!this.#database.up) {
+      for (const p of live) p.reject(databaseUnavailable());
+      return [];
     }
-    for (const [i, p] of batch.entries()) p.resolve(results[i] ?? []);
-    return true;
+    return this.#commit(live);
   }
 
-  async #oneByOne(batch: Pending[]): Promise<void> {
-    for (const p of batch) {
-      try {
-        p.resolve(await this.#sql.unsafe(p.text, p.params as postgres.ParameterOrJSON<never>[], { prepare: true }));
-      } catch (err) {
-        p.reject(err);
+  /** The writes whose callers still wait; the others are told nothing was done. */
+  #live(batch: Pending[]): Pending[] {
+    const now = Date.now();
+    return batch.filter((p) => {
+      if (!p.caller.signal.aborted && p.caller.deadline > now) return true;
+      p.reject(notStarted());
+      return false;
+    });
+  }
+
+  /**
+   * Runs the batch as one transaction and answers its callers. Returns the writes to run again:
+   * all of them when the transaction failed before COMMIT, so that PostgreSQL rolled it back.
+   */
+  async #commit(batch: Pending[]): Promise<Pending[]> {
+    const deadline = Math.min(...batch.map((p) => p.caller.deadline));
+    let results: PromiseSettledResult<unknown>[] | undefined;
+    let committing = false;
+    try {
+      await this.#database.db.transaction(async (tx) => {
+        if (Number.isFinite(deadline)) {
+          const ms = Math.max(1, Math.floor(deadline - Date.now()));
+          // Pipelined with the statements, no round trip of its own; if it fails, they fail too.
+          tx.execute(sql`SELECT set_config('statement_timeout', ${String(ms)}, true)`).catch(() => {});
+        }
+        results = await Promise.allSettled(batch.map((p) => p.work(tx)));
+        const failed = results.find((r) => r.status === "rejected");
+        if (failed) throw failed.reason;
+        if (batch.some((p) => p.caller.signal.aborted || p.caller.deadline <= Date.now())) throw new CallerGone();
+        committing = true;
+      });
+    } catch (err) {
+      if (committing && !isServerAnswer(err)) {
+        for (const p of batch) p.reject(outcomeUnknown());
+        return [];
       }
+      if (batch.length === 1) {
+        // Alone, its own error is its answer (a server refusal, a timeout, an outage).
+        const [p] = batch as [Pending];
+        const failed = results?.[0];
+        p.reject(err instanceof CallerGone ? notStarted() : failed?.status === "rejected" ? failed.reason : err);
+        return [];
+      }
+      return batch;
     }
+    for (const [i, p] of batch.entries()) {
+      const r = results?.[i];
+      if (r?.status === "fulfilled") p.resolve(r.value);
+    }
+    return [];
   }
 }

@@ -66,13 +66,26 @@ export interface CallOptions {
   headers?: Record<string, string>;
 }
 
-export function client(baseUrl: string) {
+let clients = 0;
+
+/**
+ * A client of the REST API that checks every answer against openapi.yaml. With `addressPerCall`,
+ * each call says it comes from an address of its own (X-Forwarded-For, for a gateway that trusts
+ * one proxy hop), so per-address limits bind only the tests that fix an address on purpose.
+ */
+export function client(baseUrl: string, clientOpts: { addressPerCall?: boolean } = {}) {
+  const net = ++clients % 200;
+  let calls = 0;
   return async function call<T = unknown>(
     method: string,
     path: string,
     opts: CallOptions = {},
   ): Promise<ApiResponse<T>> {
-    const headers: Record<string, string> = { ...opts.headers };
+    calls++;
+    const headers: Record<string, string> = {
+      ...(clientOpts.addressPerCall ? { "x-forwarded-for": `10.${net}.${(calls >> 8) & 255}.${calls & 255}` } : {}),
+      ...opts.headers,
+    };
     if (opts.token !== undefined) headers.authorization = `Bearer ${opts.token}`;
     let body: string | undefined = opts.rawBody;
     if (opts.body !== undefined) {

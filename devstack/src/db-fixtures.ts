@@ -3,18 +3,34 @@ import type { StoreClients } from "./db-stack.ts";
 
 let counter = 0;
 
-/** Registers a fresh user with unique names; returns its id. */
-export async function newUser(clients: StoreClients, label = "user"): Promise<number> {
+export const FIXTURE_PASSWORD = "a fine password";
+
+export interface SignedIn {
+  userId: number;
+  sessionId: string;
+  username: string;
+  sid: string;
+}
+
+/** Registers a fresh user with unique names and signs it in: its session, for calls made for it. */
+export async function newUser(clients: StoreClients, label = "user"): Promise<SignedIn> {
   counter++;
   const tag = `${label}${process.pid}x${counter}`.replace(/[^A-Za-z0-9]/g, "").slice(-15);
-  const { user } = await clients.users.registerUser({
-    sid: tag,
-    username: `u_${tag}`,
-    email: `${tag}@example.com`,
-    password: "a fine password",
-  });
-  if (!user) throw new Error("register returned no user");
-  return user.id;
+  const username = `u_${tag}`;
+  await clients.users.registerUser({ sid: tag, username, email: `${tag}@example.com`, password: FIXTURE_PASSWORD });
+  return signIn(clients, username);
+}
+
+/** A new session of an existing account. */
+export async function signIn(clients: StoreClients, username: string, password = FIXTURE_PASSWORD): Promise<SignedIn> {
+  const res = await clients.users.authenticateUser({ login: { case: "username", value: username }, password });
+  if (!res.user) throw new Error("authenticate returned no user");
+  return { userId: res.user.id, sessionId: res.sessionId, username, sid: res.user.sid };
+}
+
+/** The Session message of a signed-in user, for requests. */
+export function sessionOf(u: SignedIn) {
+  return { userId: u.userId, sessionId: u.sessionId };
 }
 
 /** Adds a product straight in the database, for tests that need their own stock. */

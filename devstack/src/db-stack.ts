@@ -1,11 +1,13 @@
 import { type Client, createClient, type Transport } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { type DbService, startDbService } from "@merch/db-service/app";
+import { loadConfig } from "@merch/db-service/config";
 import { OrderService } from "@merch/gen/merch/store/v1/order_pb";
 import { ProductService } from "@merch/gen/merch/store/v1/product_pb";
 import { UserService } from "@merch/gen/merch/store/v1/user_pb";
 import { createLogger } from "@merch/kit/logger";
-import { startDbService } from "../../db-service/src/app.ts";
-import { loadConfig } from "../../db-service/src/config.ts";
+import { sendServiceCredential } from "@merch/kit/service-credential";
+import { GuardedSessionManager } from "@merch/kit/session-manager";
 import { startTestPostgres, type TestPostgres } from "./postgres.ts";
 
 export interface StoreClients {
@@ -18,9 +20,13 @@ export interface StoreClients {
 export const TRANSPORTS = ["gRPC over h2c", "Connect JSON over HTTP/1.1"] as const;
 export type TransportName = (typeof TRANSPORTS)[number];
 
+/** The credential the test db-services run with; clients from here send it. */
+export const TEST_SERVICE_CREDENTIAL = "test-service-credential-0123456789abcdef0123456789";
+
 export interface DbStack {
   pg: TestPostgres;
   baseUrl: string;
+  service: DbService;
   transport(name: TransportName): Transport;
   clients(name: TransportName): StoreClients;
   stop(): Promise<void>;
@@ -30,19 +36,33 @@ export interface DbStack {
 export async function startDbStack(env: Record<string, string> = {}): Promise<DbStack> {
   const pg = await startTestPostgres();
   const service = await startDbService(
-    loadConfig({ DATABASE_URL: pg.url, PORT: "0", HOST: "127.0.0.1", DB_CONNECT_TIMEOUT_S: "2", ...env }),
+    loadConfig({
+      DATABASE_URL: pg.url,
+      PORT: "0",
+      HOST: "127.0.0.1",
+      DB_CONNECT_TIMEOUT_S: "2",
+      SERVICE_CREDENTIAL: TEST_SERVICE_CREDENTIAL,
+      ...env,
+    }),
     createLogger("db-service", process.env.TEST_LOG_LEVEL ?? "silent"),
   );
   const baseUrl = `http://127.0.0.1:${service.port}`;
   // Owned here so that stop() can close it: a session left open keeps the test process alive.
-  const h2 = new Http2SessionManager(baseUrl);
+  const h2 = new GuardedSessionManager(baseUrl);
+  const interceptors = [sendServiceCredential(TEST_SERVICE_CREDENTIAL)];
   const transports: Record<TransportName, Transport> = {
-    "gRPC over h2c": createGrpcTransport({ baseUrl, sessionManager: h2 }),
-    "Connect JSON over HTTP/1.1": createConnectTransport({ baseUrl, httpVersion: "1.1", useBinaryFormat: false }),
+    "gRPC over h2c": createGrpcTransport({ baseUrl, sessionManager: h2, interceptors }),
+    "Connect JSON over HTTP/1.1": createConnectTransport({
+      baseUrl,
+      httpVersion: "1.1",
+      useBinaryFormat: false,
+      interceptors,
+    }),
   };
   return {
     pg,
     baseUrl,
+    service,
     transport: (name) => transports[name],
     clients: (name) => ({
       products: createClient(ProductService, transports[name]),

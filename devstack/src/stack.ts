@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { freePort } from "./ports.ts";
 import { applySchema, type PostgresServer, startPostgres } from "./postgres.ts";
@@ -13,6 +14,8 @@ export interface StackOptions {
   databaseUrl?: string | undefined;
   kafkaBrokers?: string | undefined;
   jwtSecret?: string | undefined;
+  /** The store's service credential; a random one when unset. */
+  serviceCredential?: string | undefined;
   ports?: Partial<Record<ServiceName, number>>;
   /** Port of the embedded PostgreSQL; a free one when unset. */
   postgresPort?: number | undefined;
@@ -30,6 +33,8 @@ export interface Stack {
   services: Record<ServiceName, ServiceProcess>;
   postgres?: PostgresServer | undefined;
   databaseUrl: string;
+  /** What the services share to trust each other (SERVICE_CREDENTIAL). */
+  serviceCredential: string;
   /** Stops the services (gateway first) and the embedded PostgreSQL. */
   stop(): Promise<void>;
 }
@@ -49,7 +54,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   }
   const port = async (name: ServiceName) => opts.ports?.[name] ?? (await freePort());
   const [dbPort, logPort, gatewayPort] = [await port("db-service"), await port("log-service"), await port("gateway")];
-  const common = { LOG_LEVEL: "info", ...opts.env };
+  const serviceCredential = opts.serviceCredential ?? randomBytes(32).toString("hex");
+  const common = { LOG_LEVEL: "info", SERVICE_CREDENTIAL: serviceCredential, ...opts.env };
   const env = (name: ServiceName, own: Record<string, string>) => ({ ...common, ...own, ...opts.serviceEnv?.[name] });
 
   const db = runService("db-service", dbPort, env("db-service", { DATABASE_URL: databaseUrl }), opts.output);
@@ -79,6 +85,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     services,
     postgres,
     databaseUrl,
+    serviceCredential,
     async stop() {
       await gateway.stop();
       await Promise.all([log.stop(), db.stop()]);

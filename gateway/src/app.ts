@@ -1,76 +1,79 @@
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
+import type { Socket } from "node:net";
+import { Code, ConnectError, cors as connectCors, createContextValues } from "@connectrpc/connect";
+import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
+import fastifyCors from "@fastify/cors";
+import helmet from "@fastify/helmet";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
-import { reasonOf, violationsOf } from "@merch/kit/errors";
+import { HealthCheckResponse_ServingStatus as Status } from "@merch/gen/grpc/health/v1/health_pb";
+import { rpcError } from "@merch/kit/errors";
 import type { Logger } from "@merch/kit/logger";
+import { ErrorReason, reasonName } from "@merch/kit/reasons";
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyError,
   type FastifyInstance,
-  type FastifyReply,
   type FastifyRequest,
   LogController,
 } from "fastify";
-import { ACCOUNT_GONE, authenticate, tokenRefused } from "./auth.ts";
-import { dbClients, logClients } from "./clients.ts";
+import { type Downstream, dbClients, logClients, networkDownstream } from "./clients.ts";
 import type { GatewayConfig } from "./config.ts";
-import type { GatewayContext, Handlers } from "./context.ts";
+import type { Handlers, RestContext } from "./context.ts";
+import { requestInfo } from "./context.ts";
 import { EventLog } from "./event-log.ts";
-import { LoginLimiter } from "./login-limiter.ts";
-import {
-  type FieldError,
-  isConnectError,
-  type Problem,
-  ProblemError,
-  problem,
-  problemFromRpc,
-  sendProblem,
-} from "./problems.ts";
+import { answerForError, BODY_LIMIT, CLIENT_ERRORS, type FieldError, problem, sendProblem } from "./problems.ts";
 import { ProductCache } from "./product-cache.ts";
-import { orderRoutes } from "./routes/orders.ts";
-import { productRoutes } from "./routes/products.ts";
-import { systemRoutes } from "./routes/system.ts";
-import { userRoutes } from "./routes/users.ts";
+import { orderRoutes } from "./rest/orders.ts";
+import { productRoutes } from "./rest/products.ts";
+import { systemRoutes } from "./rest/system.ts";
+import { userRoutes } from "./rest/users.ts";
+import { kRequest, ShopService, shopRoutes } from "./shop.ts";
 import { loadSpec, loadSpecText, routeSpecs } from "./spec.ts";
+import { Store } from "./store.ts";
 import { TokenVerifier } from "./tokens.ts";
 import { fieldErrors, validatorCompiler } from "./validation.ts";
 
-export const BODY_LIMIT = 64 * 1024;
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/;
-
-// db-service names fields as in protobuf; clients know them by their REST names.
-const REST_FIELD: Record<string, string> = {
-  page_token: "cursor",
-  page_size: "limit",
-  order_id: "id",
-  idempotency_key: "Idempotency-Key",
-  current_password: "current_password",
-};
+/** Longer paths are refused with 414 before routing: no route of ours comes close. */
+const MAX_PATH = 2048;
+const SHOP_PREFIX = `/${ShopService.typeName}/`;
 
 export interface Gateway {
   app: FastifyInstance;
-  ctx: GatewayContext;
+  /** Stops taking requests, lets those in flight finish for up to SHUTDOWN_GRACE_MS, then ends. */
   close(): Promise<void>;
 }
 
-export async function buildGateway(config: GatewayConfig, logger: Logger): Promise<Gateway> {
+/**
+ * The gateway: REST routes from openapi.yaml and ShopService on one Fastify server, both adapters
+ * of one Store. `downstream` defaults to the real services over the network; tests may pass
+ * in-memory transports (createRouterTransport).
+ */
+export async function buildGateway(
+  config: GatewayConfig,
+  logger: Logger,
+  downstream: Downstream = networkDownstream(config),
+): Promise<Gateway> {
   const specText = loadSpecText();
   const spec = loadSpec(specText);
-  const log = logClients(config.logServiceUrl);
+  const db = dbClients(downstream.db);
+  const log = logClients(downstream.log);
+  const events = new EventLog(log.logs, logger, { maxEvents: config.logQueueMax });
   const tokens = { secret: config.jwtSecret, issuer: config.jwtIssuer, audience: config.jwtAudience };
-  const db = dbClients(config.dbServiceUrl, config.dbTransport, config.rpcTimeoutMs);
-  const ctx: GatewayContext = {
-    config,
+  const products = new ProductCache(db, config.productCacheTtlMs, logger);
+  products.start();
+  const store = new Store({
     db,
-    log,
-    events: new EventLog(log.logs, logger, { maxEvents: config.logQueueMax }),
+    events,
     tokens,
     verifier: new TokenVerifier(tokens),
-    limiter: new LoginLimiter({ maxFailures: config.loginMaxFailures, windowS: config.loginWindowS }),
-    products: new ProductCache(db, config.productCacheTtlMs),
-    specText,
-  };
+    products,
+    // Derived, so that no second secret has to be configured, and never equal to the signing key.
+    auditKey: createHash("sha256").update("merch-store login-name audit\u0000").update(config.jwtSecret).digest(),
+  });
 
+  let closing = false;
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     // Every request becomes a log-service event instead (onResponse below), so requests get the
@@ -78,7 +81,16 @@ export async function buildGateway(config: GatewayConfig, logger: Logger): Promi
     logController: new LogController({ disableRequestLogging: true }),
     childLoggerFactory: (parent) => parent,
     bodyLimit: BODY_LIMIT,
-    trustProxy: config.trustProxy,
+    // A hop count trusts that many proxies nearest to the gateway, never the client's own entries.
+    trustProxy:
+      typeof config.trustProxy === "number"
+        ? (_address: string, hop: number) => hop < (config.trustProxy as number)
+        : config.trustProxy,
+    requestTimeout: config.http.requestTimeoutMs,
+    connectionTimeout: config.http.connectionTimeoutMs,
+    keepAliveTimeout: config.http.keepAliveTimeoutMs,
+    // Our own 503 answers the requests that arrive while closing (onRequest below).
+    return503OnClosing: false,
     genReqId: (req) => {
       const given = req.headers["x-request-id"];
       return typeof given === "string" && REQUEST_ID.test(given) ? given : randomUUID();
@@ -86,28 +98,98 @@ export async function buildGateway(config: GatewayConfig, logger: Logger): Promi
     // A JSON body may not smuggle prototypes in.
     onProtoPoisoning: "error",
     onConstructorPoisoning: "error",
+    // Requests Node could not even parse (oversized headers, a request line that is not HTTP, a
+    // request that took too long to arrive) are answered as problem details too.
+    clientErrorHandler: (err, socket) => answerClientError(err, socket, events),
   });
+  app.server.headersTimeout = config.http.headersTimeoutMs;
+  app.server.maxConnections = config.http.maxConnections;
+
   app.setValidatorCompiler(validatorCompiler());
-  // JSON is the only body the API takes; anything else is 415, not a string to validate.
+  // JSON is the only body the REST API takes; anything else is 415, not a string to validate.
+  // (connect-fastify brings its own parsers for its routes.)
   app.removeAllContentTypeParsers();
   app.addContentTypeParser("application/json", { parseAs: "string" }, app.getDefaultJsonParser("error", "error"));
-  app.setErrorHandler((err: FastifyError, req, reply) => answerError(ctx, err, req, reply));
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    if (err.validation) {
+      const errors: FieldError[] = fieldErrors(
+        err.validation as Parameters<typeof fieldErrors>[0],
+        err.validationContext,
+      );
+      const detail = errors.map((e) => `${e.field}: ${e.message}`).join("; ");
+      return sendProblem(reply, { problem: problem(ErrorReason.VALIDATION_FAILED, detail, { errors }), headers: {} });
+    }
+    const answer = answerForError(err);
+    if (answer.problem.status >= 500) req.log.error({ err, requestId: req.id }, "request failed");
+    return sendProblem(reply, answer);
+  });
   app.setNotFoundHandler((req, reply) =>
-    sendProblem(reply, problem(404, "not_found", `no route for ${req.method} ${req.url.split("?")[0]}`)),
+    sendProblem(reply, {
+      problem: problem(ErrorReason.NOT_FOUND, `no route for ${req.method} ${req.url.split("?")[0]}`),
+      headers: {},
+    }),
   );
+
+  await app.register(helmet, {
+    contentSecurityPolicy: {
+      directives: {
+        defaultSrc: ["'self'"],
+        scriptSrc: ["'self'"],
+        // swagger-ui sets element styles from its scripts.
+        styleSrc: ["'self'", "'unsafe-inline'"],
+        imgSrc: ["'self'", "data:"],
+        connectSrc: ["'self'"],
+        objectSrc: ["'none'"],
+        frameAncestors: ["'none'"],
+        baseUri: ["'self'"],
+        formAction: ["'self'"],
+      },
+    },
+    // The API is called from other origins when CORS_ORIGINS allows it.
+    crossOriginResourcePolicy: { policy: "cross-origin" },
+  });
+  if (config.corsOrigins.length > 0) {
+    await app.register(fastifyCors, {
+      origin: config.corsOrigins.includes("*") ? true : config.corsOrigins,
+      methods: [...new Set([...connectCors.allowedMethods, "GET", "POST", "PATCH"])],
+      allowedHeaders: [...connectCors.allowedHeaders, "Authorization", "Idempotency-Key", "X-Request-Id"],
+      exposedHeaders: [
+        ...connectCors.exposedHeaders,
+        "Location",
+        "Retry-After",
+        "X-Request-Id",
+        "Idempotent-Replayed",
+        "WWW-Authenticate",
+      ],
+      maxAge: 7200,
+      // Preflights answer 204, for REST and Connect alike.
+      optionsSuccessStatus: 204,
+      strictPreflight: false,
+    });
+  }
 
   app.addHook("onRequest", async (req, reply) => {
     reply.header("x-request-id", req.id);
-    if (config.corsOrigins.length > 0) cors(config.corsOrigins, req, reply);
+    if (closing) {
+      reply.header("connection", "close");
+      throw rpcError(ErrorReason.SHUTTING_DOWN, "the gateway is shutting down; retry on another replica or shortly");
+    }
+    if ((req.url.split("?")[0] ?? "").length > MAX_PATH) {
+      return sendProblem(reply, {
+        problem: problem(ErrorReason.URI_TOO_LONG, `request paths are limited to ${MAX_PATH} characters`),
+        headers: {},
+      });
+    }
+    if (req.url.startsWith(SHOP_PREFIX)) reply.header("cache-control", "no-store");
   });
   // One event per answered request, sent in the background.
   app.addHook("onResponse", async (req, reply) => {
-    ctx.events.emit({
+    events.emit({
       level: reply.statusCode >= 500 ? "error" : reply.statusCode >= 400 ? "warn" : "info",
       event: "http.request",
       message: `${req.method} ${req.routeOptions.url ?? "(no route)"} ${reply.statusCode}`,
       requestId: req.id,
-      userId: req.userId,
+      userId: req.userId ?? req.auth?.subject.userId,
       http: {
         method: req.method,
         path: req.url.split("?")[0] ?? "/",
@@ -118,15 +200,43 @@ export async function buildGateway(config: GatewayConfig, logger: Logger): Promi
   });
 
   await app.register(swagger, { mode: "static", specification: { document: spec as never } });
-  await app.register(swaggerUi, { routePrefix: "/docs", uiConfig: { deepLinking: true } });
+  await app.register(swaggerUi, { routePrefix: "/docs", uiConfig: { deepLinking: true }, staticCSP: true });
 
-  const handlers: Handlers = {
-    ...systemRoutes(ctx),
-    ...productRoutes(ctx),
-    ...userRoutes(ctx),
-    ...orderRoutes(ctx),
+  const shop = shopRoutes(store);
+  // In a scope of its own: connect-fastify brings its own body parsers (JSON and binary protobuf)
+  // for its routes, where the REST routes take JSON only.
+  await app.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    await scope.register(fastifyConnectPlugin, {
+      routes: shop.routes,
+      interceptors: shop.interceptors,
+      contextValues: (req: FastifyRequest) => createContextValues().set(kRequest, req),
+      shutdownTimeoutMs: config.shutdownGraceMs,
+    });
+  });
+
+  const ctx: RestContext = {
+    store,
+    specText,
+    eventStats: () => events.stats(),
+    productJson: { list: () => products.listJson(), get: (id) => products.getJson(id) },
+    async readiness() {
+      const check = async (client: typeof db.health) => {
+        try {
+          const { status } = await client.check({ service: "" }, { timeoutMs: 1000 });
+          return status === Status.SERVING ? "SERVING" : "NOT_SERVING";
+        } catch (err) {
+          return err instanceof ConnectError && err.code === Code.NotFound ? "NOT_SERVING" : "UNREACHABLE";
+        }
+      };
+      const [dbState, logState] = await Promise.all([check(db.health), check(log.health)]);
+      return {
+        ready: dbState === "SERVING" && logState === "SERVING",
+        checks: { db_service: dbState, log_service: logState },
+      };
+    },
   };
-  const auth = authenticate(ctx);
+  const handlers: Handlers = { ...systemRoutes(ctx), ...productRoutes(ctx), ...userRoutes(ctx), ...orderRoutes(ctx) };
   const served = new Set<string>(["getDocs"]); // @fastify/swagger-ui serves /docs
   for (const route of routeSpecs(spec)) {
     if (route.operationId === "getDocs") continue;
@@ -137,7 +247,7 @@ export async function buildGateway(config: GatewayConfig, logger: Logger): Promi
       method: route.method,
       url: route.url,
       schema: route.schema,
-      ...(route.requiresToken ? { onRequest: auth } : {}),
+      ...(route.requiresToken ? { onRequest: authenticate(store) } : {}),
       ...(route.method !== "GET" && !route.hasBody ? { preValidation: refuseBody } : {}),
       handler,
     });
@@ -147,13 +257,28 @@ export async function buildGateway(config: GatewayConfig, logger: Logger): Promi
 
   return {
     app,
-    ctx,
     async close() {
-      await app.close();
-      await ctx.events.close(3000);
-      ctx.db.close();
-      ctx.log.close();
+      closing = true;
+      // Requests in flight may finish within the grace period; then their connections are cut.
+      const cut = setTimeout(() => app.server.closeAllConnections(), config.shutdownGraceMs);
+      try {
+        await app.close();
+      } finally {
+        clearTimeout(cut);
+      }
+      await products.close();
+      await events.close(3000);
+      downstream.close();
     },
+  };
+}
+
+/** The onRequest hook of every REST route that needs a token: the same check as ShopService's. */
+function authenticate(store: Store) {
+  return async (req: FastifyRequest, reply: { header(name: string, value: string): unknown }): Promise<void> => {
+    // Answers for a signed-in user are theirs alone: no cache may keep them.
+    reply.header("cache-control", "no-store");
+    req.auth = await store.authenticate(requestInfo(req), req.headers.authorization);
   };
 }
 
@@ -163,72 +288,32 @@ async function refuseBody(req: FastifyRequest): Promise<void> {
   const empty =
     body === undefined || body === null || (typeof body === "object" && Object.keys(body as object).length === 0);
   if (!empty) {
-    throw new ProblemError(
-      problem(400, "validation_failed", "this request takes no body", {
-        errors: [{ field: "body", message: "must be empty" }],
-      }),
-    );
+    throw Object.assign(new Error("this request takes no body"), {
+      validation: [{ keyword: "empty", instancePath: "", schemaPath: "", params: {}, message: "must be empty" }],
+      validationContext: "body",
+    });
   }
 }
 
-function cors(origins: readonly string[], req: FastifyRequest, reply: FastifyReply): void {
-  const origin = req.headers.origin;
-  if (typeof origin !== "string" || !(origins.includes("*") || origins.includes(origin))) return;
-  reply.header("access-control-allow-origin", origins.includes("*") ? "*" : origin);
-  reply.header("vary", "Origin");
-  reply.header("access-control-expose-headers", "Location, Retry-After, X-Request-Id, Idempotent-Replayed");
-  if (req.method === "OPTIONS") {
-    reply.header("access-control-allow-methods", "GET, POST, PATCH");
-    reply.header("access-control-allow-headers", "Authorization, Content-Type, Idempotency-Key, X-Request-Id");
-    reply.header("access-control-max-age", "7200");
-  }
-}
-
-const FASTIFY_ERRORS: Record<string, (err: FastifyError) => Problem> = {
-  FST_ERR_CTP_BODY_TOO_LARGE: () =>
-    problem(413, "payload_too_large", `request bodies are limited to ${BODY_LIMIT} bytes`),
-  FST_ERR_CTP_INVALID_MEDIA_TYPE: () => problem(415, "unsupported_media_type", "send the body as application/json"),
-  FST_ERR_CTP_EMPTY_JSON_BODY: () => problem(400, "malformed_json", "the JSON body is empty"),
-  FST_ERR_CTP_INVALID_JSON_BODY: () => problem(400, "malformed_json", "the body is not valid JSON"),
-  FST_ERR_CTP_INVALID_CONTENT_LENGTH: () =>
-    problem(400, "malformed_json", "the body does not match its Content-Length"),
-};
-
-function answerError(ctx: GatewayContext, err: FastifyError, req: FastifyRequest, reply: FastifyReply): FastifyReply {
-  if (err instanceof ProblemError) return sendProblem(reply, err.problem, err.headers);
-  if (isConnectError(err)) {
-    const reason = reasonOf(err);
-    if (req.userId !== undefined && reason !== undefined && ACCOUNT_GONE.has(reason)) {
-      const p = tokenRefused(ctx, req, reason, "the token's account is deactivated or gone");
-      return sendProblem(reply, p.problem, p.headers);
-    }
-    const p = problemFromRpc(err);
-    if (p.code === "validation_failed") {
-      const errors: FieldError[] = violationsOf(err).map((v) => ({
-        field: REST_FIELD[v.field] ?? v.field,
-        message: v.message,
-      }));
-      if (errors.length > 0) {
-        p.errors = errors;
-        p.detail = errors.map((e) => `${e.field}: ${e.message}`).join("; ");
-      }
-    }
-    if (p.status >= 500) req.log.error({ err, code: p.code, requestId: req.id }, "internal service call failed");
-    return sendProblem(reply, p);
-  }
-  if (err.validation) {
-    const errors = fieldErrors(err.validation as Parameters<typeof fieldErrors>[0], err.validationContext);
-    return sendProblem(
-      reply,
-      problem(400, "validation_failed", errors.map((e) => `${e.field}: ${e.message}`).join("; "), { errors }),
+/**
+ * Answers a request Node could not parse, straight on the socket (there is no request object),
+ * as problem details, and logs it like any other answer.
+ */
+function answerClientError(err: Error & { code?: string }, socket: Socket, events: EventLog): void {
+  const [reason, detail] = CLIENT_ERRORS[err.code ?? ""] ?? [ErrorReason.BAD_REQUEST, "the request is not valid HTTP"];
+  const p = problem(reason, detail);
+  if (socket.writable) {
+    const body = JSON.stringify(p);
+    socket.end(
+      `HTTP/1.1 ${p.status} ${p.title}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
     );
+  } else {
+    socket.destroy();
   }
-  const known = FASTIFY_ERRORS[err.code];
-  if (known) return sendProblem(reply, known(err));
-  // JSON.parse's errors, including forbidden __proto__ keys, reach us as plain 400s.
-  if (err instanceof SyntaxError || (err.statusCode === 400 && /JSON|prototype|constructor/i.test(err.message))) {
-    return sendProblem(reply, problem(400, "malformed_json", "the body is not valid JSON"));
-  }
-  req.log.error({ err, requestId: req.id }, "unhandled error");
-  return sendProblem(reply, problem(500, "internal", "internal error"));
+  events.emit({
+    level: "warn",
+    event: "http.request",
+    message: `unparsable request ${p.status} (${reasonName(reason)})`,
+    http: { method: "UNKNOWN", path: "-", status: p.status, durationMs: 0 },
+  });
 }

@@ -1,35 +1,83 @@
 import { randomBytes } from "node:crypto";
-import { readConfig } from "@merch/kit/config";
+import { isIP } from "node:net";
+import { type EnvReader, readConfig } from "@merch/kit/config";
+import { readServiceCredential } from "@merch/kit/service-credential";
 
 export const DB_TRANSPORTS = ["grpc", "connect-h2", "connect-h1"] as const;
 export type DbTransport = (typeof DB_TRANSPORTS)[number];
+
+/** Whose X-Forwarded-For to believe: nobody, the nearest `hops` proxies, or these addresses. */
+export type TrustProxy = false | number | string[];
+
+export interface HttpLimits {
+  /** Longest a whole request (headers and body) may take to arrive: 408 after. */
+  requestTimeoutMs: number;
+  /** Longest the request headers may take to arrive. */
+  headersTimeoutMs: number;
+  /** How long an idle keep-alive connection stays open. */
+  keepAliveTimeoutMs: number;
+  /** Longest a connection may stay silent, whatever it is doing. */
+  connectionTimeoutMs: number;
+  /** Most connections open at once; more are refused at once. */
+  maxConnections: number;
+}
 
 export interface GatewayConfig {
   port: number;
   host: string;
   dbServiceUrl: string;
   logServiceUrl: string;
-  /** How the gateway talks to db-service; README "Choosing the transport" has the measurements. */
+  /** How the gateway talks to db-service; the README's "How the gateway talks to db-service" has the measurements. */
   dbTransport: DbTransport;
   /** Deadline of every call to db-service. */
   rpcTimeoutMs: number;
-  /** How old a product page may be (see product-cache.ts); 0 reads db-service every time. */
+  /** How old a product page may be while the gateway cannot follow db-service's product changes. */
   productCacheTtlMs: number;
   jwtSecret: Uint8Array;
   /** True when no JWT_SECRET was given and a random one was made (local development only). */
   jwtSecretGenerated: boolean;
   jwtIssuer: string;
   jwtAudience: string;
-  loginMaxFailures: number;
-  loginWindowS: number;
+  /** What the gateway presents to db-service and log-service. */
+  serviceCredential: string | undefined;
   /** Most log events held in memory while log-service is slow or down. */
   logQueueMax: number;
-  trustProxy: boolean;
+  trustProxy: TrustProxy;
   corsOrigins: string[];
+  http: HttpLimits;
   shutdownGraceMs: number;
 }
 
 export const MIN_SECRET_BYTES = 32;
+
+/**
+ * TRUST_PROXY in Fastify's own forms: a hop count, or proxy addresses and CIDRs. Never "trust
+ * whatever the client wrote": `true` is refused, since the left-most X-Forwarded-For entry is
+ * the client's to choose.
+ */
+function readTrustProxy(e: EnvReader): TrustProxy {
+  const raw = e.optional("TRUST_PROXY");
+  if (raw === undefined || raw === "false" || raw === "0") return false;
+  if (/^[0-9]+$/.test(raw)) {
+    const hops = Number(raw);
+    if (hops > 16) e.problems.push(`TRUST_PROXY must be a hop count from 0 to 16, got ${raw}`);
+    return hops;
+  }
+  const entries = e.list("TRUST_PROXY");
+  const bad = entries.filter((entry) => {
+    const [address, bits, extra] = entry.split("/");
+    const family = isIP(address ?? "");
+    if (family === 0 || extra !== undefined) return true;
+    return bits !== undefined && !(/^[0-9]+$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128));
+  });
+  if (raw === "true" || bad.length > 0) {
+    e.problems.push(
+      `TRUST_PROXY must be false, the number of proxies in front of the gateway, or their addresses/CIDRs (comma-separated), got "${raw}"`,
+    );
+    return false;
+  }
+  return entries;
+}
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig {
   return readConfig((e) => {
@@ -60,11 +108,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig 
       jwtSecretGenerated: secret === undefined,
       jwtIssuer: e.string("JWT_ISSUER", "sustech-merch-store"),
       jwtAudience: e.string("JWT_AUDIENCE", "sustech-merch-store-api"),
-      loginMaxFailures: e.int("LOGIN_MAX_FAILURES", 5, 1, 1000),
-      loginWindowS: e.int("LOGIN_WINDOW_S", 900, 1, 86_400),
+      serviceCredential: readServiceCredential(e),
       logQueueMax: e.int("LOG_QUEUE_MAX", 10_000, 10, 1_000_000),
-      trustProxy: e.oneOf("TRUST_PROXY", "false", ["true", "false"]) === "true",
+      trustProxy: readTrustProxy(e),
       corsOrigins: e.list("CORS_ORIGINS"),
+      http: {
+        requestTimeoutMs: e.int("HTTP_REQUEST_TIMEOUT_MS", 30_000, 1000, 600_000),
+        headersTimeoutMs: e.int("HTTP_HEADERS_TIMEOUT_MS", 10_000, 1000, 600_000),
+        keepAliveTimeoutMs: e.int("HTTP_KEEP_ALIVE_TIMEOUT_MS", 72_000, 1000, 600_000),
+        connectionTimeoutMs: e.int("HTTP_CONNECTION_TIMEOUT_MS", 120_000, 1000, 3_600_000),
+        maxConnections: e.int("HTTP_MAX_CONNECTIONS", 10_000, 1, 1_000_000),
+      },
       shutdownGraceMs: e.int("SHUTDOWN_GRACE_MS", 10_000, 0, 120_000),
     };
   }, env);

@@ -7,25 +7,29 @@ import { readLogFile } from "@merch/devstack/log-channel";
 import { freePort } from "@merch/devstack/ports";
 import { runService, type ServiceProcess } from "@merch/devstack/services";
 import { createLogger } from "@merch/kit/logger";
-import { type LogClients, logClients } from "./clients.ts";
+import { type Downstream, type LogClients, logClients, networkDownstream } from "./clients.ts";
+import { loadConfig } from "./config.ts";
 import { EventLog } from "./event-log.ts";
 
 // The gateway's log pipeline against a real log-service process (file sink, so each test can
 // read exactly what was published).
 
+const CREDENTIAL = "event-log-test-credential-0123456789abcdef";
 let dir: string;
 let service: ServiceProcess;
 let clients: LogClients;
+let downstream: Downstream;
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), "merch-eventlog-"));
   chmodSync(dir, 0o755);
   const port = await freePort();
-  service = runService("log-service", port, { DATA_DIR: dir }, "capture");
-  clients = logClients(service.url);
+  service = runService("log-service", port, { DATA_DIR: dir, SERVICE_CREDENTIAL: CREDENTIAL }, "capture");
+  downstream = networkDownstream(loadConfig({ LOG_SERVICE_URL: service.url, SERVICE_CREDENTIAL: CREDENTIAL }));
+  clients = logClients(downstream.log);
   await waitServing();
 });
 after(async () => {
-  clients?.close();
+  downstream?.close();
   await service?.stop();
   rmSync(dir, { recursive: true, force: true });
 });

@@ -1,8 +1,11 @@
-import { Code, ConnectError } from "@connectrpc/connect";
-import { reasonOf } from "@merch/kit/errors";
-import type { FastifyReply } from "fastify";
+import { ConnectError } from "@connectrpc/connect";
+import { reasonOf, retryAfterOf, violationsOf } from "@merch/kit/errors";
+import { ANSWERS, ErrorReason, type Reason, reasonName } from "@merch/kit/reasons";
+import type { FastifyError, FastifyReply } from "fastify";
+import { publicError } from "./refusals.ts";
 
-// Every error the gateway answers is RFC 9457 problem details with a stable `code`.
+// Every error the REST API answers is RFC 9457 problem details whose `code` is the refusal's
+// reason; its status comes from the one table of reasons (kit/src/reasons.ts).
 
 export interface FieldError {
   field: string;
@@ -19,14 +22,9 @@ export interface Problem {
   [extension: string]: unknown;
 }
 
-export class ProblemError extends Error {
-  readonly problem: Problem;
-  readonly headers: Record<string, string>;
-  constructor(problem: Problem, headers: Record<string, string> = {}) {
-    super(problem.detail);
-    this.problem = problem;
-    this.headers = headers;
-  }
+export interface Answer {
+  problem: Problem;
+  headers: Record<string, string>;
 }
 
 const TITLES: Record<number, string> = {
@@ -35,88 +33,92 @@ const TITLES: Record<number, string> = {
   403: "Forbidden",
   404: "Not Found",
   405: "Method Not Allowed",
+  408: "Request Timeout",
   409: "Conflict",
   413: "Content Too Large",
+  414: "URI Too Long",
   415: "Unsupported Media Type",
   422: "Unprocessable Content",
   429: "Too Many Requests",
+  431: "Request Header Fields Too Large",
   500: "Internal Server Error",
-  501: "Not Implemented",
   503: "Service Unavailable",
   504: "Gateway Timeout",
 };
 
-export function problem(status: number, code: string, detail: string, extra: Partial<Problem> = {}): Problem {
-  return {
-    type: `urn:problem:merch:${code}`,
-    title: TITLES[status] ?? "Error",
-    status,
-    detail,
-    code,
-    ...extra,
-  };
-}
+export const REALM = 'Bearer realm="sustech-merch-store"';
 
-// The one table from an internal service's answer to the HTTP answer. A reason listed here
-// decides alone; otherwise the gRPC code's standard HTTP mapping applies.
-const BY_REASON: Record<string, { status: number; code: string }> = {
-  validation_failed: { status: 400, code: "validation_failed" },
-  product_not_found: { status: 404, code: "product_not_found" },
-  order_not_found: { status: 404, code: "order_not_found" },
-  // The account behind a valid token is gone: the token is no good any more.
-  user_not_found: { status: 401, code: "invalid_token" },
-  invalid_credentials: { status: 401, code: "invalid_credentials" },
-  account_deactivated: { status: 403, code: "account_deactivated" },
-  wrong_current_password: { status: 403, code: "wrong_current_password" },
-  sid_taken: { status: 409, code: "sid_taken" },
-  username_taken: { status: 409, code: "username_taken" },
-  email_taken: { status: 409, code: "email_taken" },
-  insufficient_stock: { status: 409, code: "insufficient_stock" },
-  concurrent_update: { status: 409, code: "conflict" },
-  transaction_conflict: { status: 409, code: "conflict" },
-  idempotency_key_reused: { status: 422, code: "idempotency_key_reused" },
-  database_unavailable: { status: 503, code: "service_unavailable" },
-  database_timeout: { status: 504, code: "upstream_timeout" },
+/** The REST names of fields whose protobuf names differ. */
+const REST_FIELD: Record<string, string> = {
+  page_token: "cursor",
+  page_size: "limit",
+  order_id: "id",
+  idempotency_key: "Idempotency-Key",
 };
 
-const BY_CODE: Record<Code, { status: number; code: string }> = {
-  [Code.Canceled]: { status: 503, code: "service_unavailable" },
-  [Code.Unknown]: { status: 500, code: "internal" },
-  [Code.InvalidArgument]: { status: 400, code: "validation_failed" },
-  [Code.DeadlineExceeded]: { status: 504, code: "upstream_timeout" },
-  [Code.NotFound]: { status: 404, code: "not_found" },
-  [Code.AlreadyExists]: { status: 409, code: "conflict" },
-  [Code.PermissionDenied]: { status: 403, code: "forbidden" },
-  [Code.ResourceExhausted]: { status: 503, code: "service_unavailable" },
-  [Code.FailedPrecondition]: { status: 409, code: "conflict" },
-  [Code.Aborted]: { status: 409, code: "conflict" },
-  [Code.OutOfRange]: { status: 400, code: "validation_failed" },
-  [Code.Unimplemented]: { status: 500, code: "internal" },
-  [Code.Internal]: { status: 500, code: "internal" },
-  [Code.Unavailable]: { status: 503, code: "service_unavailable" },
-  [Code.DataLoss]: { status: 500, code: "internal" },
-  [Code.Unauthenticated]: { status: 401, code: "invalid_credentials" },
+export function problem(reason: Reason, detail: string, extra: Partial<Problem> = {}): Problem {
+  const status = ANSWERS[reason].status;
+  const code = reasonName(reason);
+  return { type: `urn:problem:merch:${code}`, title: TITLES[status] ?? "Error", status, detail, code, ...extra };
+}
+
+/** The answer to a refusal, with the headers its status calls for. */
+export function answerFor(err: ConnectError): Answer {
+  const reason = reasonOf(err) ?? ErrorReason.INTERNAL;
+  const headers: Record<string, string> = {};
+  const p = problem(reason, err.rawMessage);
+  const violations = violationsOf(err);
+  if (violations.length > 0) {
+    p.errors = violations.map((v) => ({ field: REST_FIELD[v.field] ?? v.field, message: v.message }));
+    p.detail = p.errors.map((e) => `${e.field}: ${e.message}`).join("; ");
+  }
+  const retryAfter = retryAfterOf(err);
+  if (retryAfter !== undefined) {
+    headers["retry-after"] = String(retryAfter);
+    p.detail = `${p.detail}; retry in ${retryAfter} seconds`;
+  }
+  if (reason === ErrorReason.AUTHENTICATION_REQUIRED) headers["www-authenticate"] = REALM;
+  if (reason === ErrorReason.INVALID_TOKEN) headers["www-authenticate"] = `${REALM}, error="invalid_token"`;
+  return { problem: p, headers };
+}
+
+export function sendProblem(reply: FastifyReply, answer: Answer): FastifyReply {
+  return reply
+    .code(answer.problem.status)
+    .headers(answer.headers)
+    .type("application/problem+json")
+    .send(answer.problem);
+}
+
+export const BODY_LIMIT = 64 * 1024;
+
+/** Fastify's own refusals, by error code. */
+const FASTIFY_ERRORS: Record<string, [Reason, string]> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: [ErrorReason.PAYLOAD_TOO_LARGE, `request bodies are limited to ${BODY_LIMIT} bytes`],
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: [ErrorReason.UNSUPPORTED_MEDIA_TYPE, "send the body as application/json"],
+  FST_ERR_CTP_EMPTY_JSON_BODY: [ErrorReason.MALFORMED_JSON, "the JSON body is empty"],
+  FST_ERR_CTP_INVALID_JSON_BODY: [ErrorReason.MALFORMED_JSON, "the body is not valid JSON"],
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: [ErrorReason.MALFORMED_JSON, "the body does not match its Content-Length"],
+  FST_ERR_BAD_URL: [ErrorReason.BAD_REQUEST, "the request path is not a valid URL path"],
+  FST_ERR_ASYNC_CONSTRAINT: [ErrorReason.BAD_REQUEST, "the request is malformed"],
 };
 
-/** What a client sees for an error from db-service. Internal details never leak. */
-export function problemFromRpc(err: ConnectError): Problem {
-  const reason = reasonOf(err);
-  const mapped = (reason !== undefined ? BY_REASON[reason] : undefined) ?? BY_CODE[err.code];
-  const detail =
-    mapped.status >= 500
-      ? mapped.code === "upstream_timeout"
-        ? "an internal service did not answer in time; retry later"
-        : mapped.status === 503
-          ? "an internal service is unavailable; retry later"
-          : "internal error"
-      : err.rawMessage;
-  return problem(mapped.status, mapped.code, detail);
-}
+/** Node's refusals of a request it could not even parse (Fastify's clientErrorHandler), by code. */
+export const CLIENT_ERRORS: Record<string, [Reason, string]> = {
+  HPE_HEADER_OVERFLOW: [ErrorReason.HEADERS_TOO_LARGE, "the request headers are too large"],
+  ERR_HTTP_REQUEST_TIMEOUT: [ErrorReason.REQUEST_TIMEOUT, "the request did not arrive in time"],
+  ERR_HTTP_HEADERS_TIMEOUT: [ErrorReason.REQUEST_TIMEOUT, "the request headers did not arrive in time"],
+};
 
-export function sendProblem(reply: FastifyReply, p: Problem, headers: Record<string, string> = {}): FastifyReply {
-  return reply.code(p.status).headers(headers).type("application/problem+json").send(p);
-}
-
-export function isConnectError(err: unknown): err is ConnectError {
-  return err instanceof ConnectError;
+/** The answer to anything a route or hook threw. */
+export function answerForError(err: FastifyError | ConnectError | Error): Answer {
+  if (err instanceof ConnectError) return answerFor(publicError(err, false));
+  const fastify = err as FastifyError;
+  const known = FASTIFY_ERRORS[fastify.code];
+  if (known) return { problem: problem(known[0], known[1]), headers: {} };
+  // JSON.parse's errors, including forbidden __proto__ keys, reach us as plain 400s.
+  if (err instanceof SyntaxError || (fastify.statusCode === 400 && /JSON|prototype|constructor/i.test(err.message))) {
+    return { problem: problem(ErrorReason.MALFORMED_JSON, "the body is not valid JSON"), headers: {} };
+  }
+  return { problem: problem(ErrorReason.INTERNAL, "internal error"), headers: {} };
 }

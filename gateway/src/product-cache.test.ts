@@ -1,65 +1,107 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
 import { type DbStack, startDbStack } from "@merch/devstack/db-stack";
+import { createLogger } from "@merch/kit/logger";
 import postgres from "postgres";
 import { type DbClients, dbClients } from "./clients.ts";
 import { ProductCache } from "./product-cache.ts";
 
-// The cache in front of a real db-service on a real PostgreSQL, with a hand-moved clock.
+// The cache in front of a real db-service on a real PostgreSQL.
 
 let stack: DbStack;
 let db: DbClients;
 let sql: postgres.Sql;
+const logger = createLogger("gateway", "silent");
 before(async () => {
   stack = await startDbStack();
-  db = dbClients(stack.baseUrl, "connect-h2", 2000);
+  // Product reads need no service credential.
+  db = dbClients(createConnectTransport({ baseUrl: stack.baseUrl, httpVersion: "1.1", defaultTimeoutMs: 2000 }));
   sql = postgres(stack.pg.url, { max: 1, onnotice: () => {} });
 });
 after(async () => {
-  db?.close();
   await sql?.end();
   await stack?.stop();
 });
 
-const stockIn = async (cache: ProductCache, id: number) =>
-  (JSON.parse((await cache.get(id)) ?? "null") as { stock: number } | null)?.stock;
+const stockIn = async (cache: ProductCache, id: number) => (await cache.get(id))?.stock;
 
-test("a product page is never older than the TTL", async () => {
+async function eventually(what: string, check: () => Promise<boolean>, timeoutMs = 5000): Promise<number> {
+  const started = performance.now();
+  while (!(await check())) {
+    if (performance.now() - started > timeoutMs) assert.fail(`${what}: not within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  return performance.now() - started;
+}
+
+test("following db-service, a change made by anyone shows within 100 ms, without reading again", async (t) => {
+  const cache = new ProductCache(db, 1000, logger);
+  cache.start();
+  t.after(() => cache.close());
+  await eventually("the cache follows the stream", async () => cache.following);
+  assert.equal(await stockIn(cache, 1), 500);
+  const changes: number[] = [];
+  for (const stock of [490, 480, 470]) {
+    // An operator's UPDATE: not through any gateway.
+    await sql`UPDATE products SET stock = ${stock} WHERE id = 1`;
+    changes.push(await eventually(`stock ${stock}`, async () => (await stockIn(cache, 1)) === stock));
+  }
+  assert.ok(Math.max(...changes) < 100, `changes took ${changes.map((c) => c.toFixed(1)).join(", ")} ms`);
+  const list = JSON.parse(await cache.listJson()) as { id: number; stock: number; price: string }[];
+  assert.deepEqual(
+    list.map((p) => [p.id, p.stock, p.price]),
+    [
+      [1, 470, "49.99"],
+      [2, 500, "19.99"],
+      [3, 500, "9.99"],
+    ],
+  );
+  assert.equal(await cache.get(424242), undefined, "unknown ids are left to db-service");
+  await sql`UPDATE products SET stock = 500 WHERE id = 1`;
+});
+
+test("a product a write answered with is applied at once", async () => {
+  const cache = new ProductCache(db, 60_000, logger);
+  const before = await cache.get(2);
+  assert.ok(before);
+  cache.apply({ ...before, stock: 123 });
+  assert.equal(await stockIn(cache, 2), 123);
+  assert.equal((JSON.parse(await cache.listJson()) as { stock: number }[])[1]?.stock, 123);
+});
+
+test("not following, a product page is never older than the TTL", async () => {
   let now = 1_000_000;
-  const cache = new ProductCache(db, 1000, () => now);
+  const cache = new ProductCache(db, 1000, logger, () => now);
   assert.equal(await stockIn(cache, 1), 500);
   await sql`UPDATE products SET stock = 480 WHERE id = 1`;
   now += 999;
   assert.equal(await stockIn(cache, 1), 500, "within the TTL the snapshot answers");
   now += 1;
   assert.equal(await stockIn(cache, 1), 480, "at the TTL it is read again");
-  const list = JSON.parse(await cache.list()) as { id: number; stock: number; price: string }[];
-  assert.deepEqual(
-    list.map((p) => [p.id, p.stock, p.price]),
-    [
-      [1, 480, "49.99"],
-      [2, 500, "19.99"],
-      [3, 500, "9.99"],
-    ],
-  );
-  assert.equal(await cache.get(424242), undefined, "unknown ids are left to db-service");
+  await sql`UPDATE products SET stock = 500 WHERE id = 1`;
 });
 
 test("with a TTL of 0 every read goes to db-service", async () => {
-  const cache = new ProductCache(db, 0);
+  const cache = new ProductCache(db, 0, logger);
+  cache.start();
   await sql`UPDATE products SET stock = 470 WHERE id = 2`;
   assert.equal(await stockIn(cache, 2), 470);
   await sql`UPDATE products SET stock = 469 WHERE id = 2`;
   assert.equal(await stockIn(cache, 2), 469);
+  await cache.close();
 });
 
-test("after the TTL, a failed refresh fails the read instead of serving old data", async () => {
+test("when the database goes away, the stream is lost, pages age to the TTL and then fail; it is followed again after", async (t) => {
   let now = 5_000_000;
-  const cache = new ProductCache(db, 1000, () => now);
-  assert.equal(typeof (await stockIn(cache, 3)), "number");
+  const cache = new ProductCache(db, 1000, logger, () => now);
+  cache.start();
+  t.after(() => cache.close());
+  await eventually("the cache follows the stream", async () => cache.following);
   await stack.pg.stop();
   try {
+    await eventually("the stream is lost", async () => !cache.following, 10_000);
     now += 500;
     assert.equal(typeof (await stockIn(cache, 3)), "number", "within the TTL the outage is not visible");
     now += 500;
@@ -67,4 +109,8 @@ test("after the TTL, a failed refresh fails the read instead of serving old data
   } finally {
     await stack.pg.start();
   }
+  await eventually("the cache follows the stream again", async () => cache.following, 15_000);
+  await sql`UPDATE products SET stock = 321 WHERE id = 3`;
+  await eventually("a change after the outage shows", async () => (await stockIn(cache, 3)) === 321);
+  await sql`UPDATE products SET stock = 500 WHERE id = 3`;
 });

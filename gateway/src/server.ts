@@ -10,6 +10,9 @@ await runMain("gateway", async (logger) => {
         " Set JWT_SECRET (at least 32 bytes) for anything but local development. !!!",
     );
   }
+  if (config.serviceCredential === undefined) {
+    logger.warn("SERVICE_CREDENTIAL is not set: db-service and log-service will refuse the gateway's calls");
+  }
   const gateway = await buildGateway(config, logger);
   await gateway.app.listen({ port: config.port, host: config.host });
   return gateway;

@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import { errors, jwtVerify, SignJWT } from "jose";
 
 export const TOKEN_LIFETIME_S = 24 * 60 * 60;
@@ -9,32 +8,49 @@ export interface TokenSettings {
   audience: string;
 }
 
-export async function issueToken(settings: TokenSettings, userId: number, now = new Date()): Promise<string> {
+/** Who a verified token speaks for: the account, and the session (login) it came from. */
+export interface TokenSubject {
+  userId: number;
+  /** The token's jti: db-service's session, which logout, a password change and deactivation end. */
+  sessionId: string;
+}
+
+/** A token for a session db-service opened; it expires with the session, at most 24 h after iat. */
+export async function issueToken(
+  settings: TokenSettings,
+  subject: TokenSubject,
+  sessionExpiresAt: Date,
+  now = new Date(),
+): Promise<string> {
   const iat = Math.floor(now.getTime() / 1000);
+  const exp = Math.min(iat + TOKEN_LIFETIME_S, Math.floor(sessionExpiresAt.getTime() / 1000));
   return new SignJWT({})
     .setProtectedHeader({ alg: "HS256", typ: "JWT" })
-    .setSubject(String(userId))
+    .setSubject(String(subject.userId))
     .setIssuer(settings.issuer)
     .setAudience(settings.audience)
     .setIssuedAt(iat)
-    .setExpirationTime(iat + TOKEN_LIFETIME_S)
-    .setJti(randomUUID())
+    .setExpirationTime(exp)
+    .setJti(subject.sessionId)
     .sign(settings.secret);
 }
 
-export type TokenCheck = { ok: true; userId: number } | { ok: false; reason: string };
+export type TokenCheck = ({ ok: true } & TokenSubject) | { ok: false; reason: string };
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /**
  * Remembers tokens jose has already verified, until they expire: a client sends the same token
  * with every request, and an HMAC check through WebCrypto costs more than the rest of a request
- * in the gateway. Only successful checks are kept; the account behind the token is still asked
- * of db-service on every request. Bounded: the oldest entries go first.
+ * in the gateway. Only the signature and claims are remembered, never that the token still
+ * works: whether its session is open is checked by db-service in every call that acts for it,
+ * so no revocation waits for this cache. Bounded: the oldest entries go first.
  */
 export class TokenVerifier {
   readonly #settings: TokenSettings;
   readonly #max: number;
   readonly #now: () => number;
-  readonly #verified = new Map<string, { userId: number; expiresAt: number }>();
+  readonly #verified = new Map<string, TokenSubject & { expiresAt: number }>();
 
   constructor(settings: TokenSettings, opts: { maxEntries?: number; now?: () => number } = {}) {
     this.#settings = settings;
@@ -45,7 +61,7 @@ export class TokenVerifier {
   async verify(token: string): Promise<TokenCheck> {
     const known = this.#verified.get(token);
     if (known) {
-      if (known.expiresAt > this.#now()) return { ok: true, userId: known.userId };
+      if (known.expiresAt > this.#now()) return { ok: true, userId: known.userId, sessionId: known.sessionId };
       this.#verified.delete(token);
       return { ok: false, reason: "expired" };
     }
@@ -53,7 +69,7 @@ export class TokenVerifier {
     if (check.ok) {
       const expiresAt = expiryOf(token);
       if (expiresAt !== undefined) {
-        this.#verified.set(token, { userId: check.userId, expiresAt });
+        this.#verified.set(token, { userId: check.userId, sessionId: check.sessionId, expiresAt });
         if (this.#verified.size > this.#max) {
           const oldest = this.#verified.keys().next().value;
           if (oldest !== undefined) this.#verified.delete(oldest);
@@ -61,6 +77,11 @@ export class TokenVerifier {
       }
     }
     return check;
+  }
+
+  /** Forgets a token: logout does, though db-service would refuse it anyway. */
+  forget(token: string): void {
+    this.#verified.delete(token);
   }
 }
 
@@ -92,7 +113,8 @@ export async function verifyToken(settings: TokenSettings, token: string): Promi
     if (!/^[1-9][0-9]{0,9}$/.test(payload.sub ?? "") || userId > 2_147_483_647) {
       return { ok: false, reason: "bad_subject" };
     }
-    return { ok: true, userId };
+    if (!UUID.test(payload.jti ?? "")) return { ok: false, reason: "bad_claim_jti" };
+    return { ok: true, userId, sessionId: payload.jti as string };
   } catch (err) {
     if (err instanceof errors.JWTExpired) return { ok: false, reason: "expired" };
     if (err instanceof errors.JWSSignatureVerificationFailed) return { ok: false, reason: "bad_signature" };

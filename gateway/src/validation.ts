@@ -28,6 +28,9 @@ const PATTERN_RULES: Record<string, string> = {
   username: "must be 3 to 50 characters of A-Z, a-z, 0-9, _ . -",
   cursor: "is not a cursor this API issued",
   "idempotency-key": "must be 1 to 255 printable ASCII characters",
+  email: "must be a valid email address of at most 255 characters",
+  password: "must be 8 to 128 characters, none of them control characters",
+  current_password: "must not contain control characters",
 };
 
 /** ajv's errors as the contract's `errors: [{field, message}]`, one entry per field. */
@@ -67,7 +70,7 @@ export function fieldErrors(errors: ErrorObject[], part: string | undefined): Fi
         add(path, PATTERN_RULES[path] ?? "has characters or a length that are not allowed");
         break;
       case "format":
-        add(path, e.params.format === "email" ? "must be a valid email address" : `must be a valid ${e.params.format}`);
+        add(path, `must be a valid ${e.params.format}`);
         break;
       default:
         add(path || (part ?? "body"), e.message ?? "is invalid");

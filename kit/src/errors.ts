@@ -1,6 +1,10 @@
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
-import { BadRequestSchema, ErrorInfoSchema } from "@merch/gen/google/rpc/error_details_pb";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { ConnectError, type Interceptor } from "@connectrpc/connect";
+import { createValidateInterceptor } from "@connectrpc/validate";
+import { ViolationsSchema } from "@merch/gen/buf/validate/validate_pb";
+import { BadRequestSchema, ErrorInfoSchema, RetryInfoSchema } from "@merch/gen/google/rpc/error_details_pb";
+import { ANSWERS, ErrorReason, type Reason, reasonByName, reasonName } from "./reasons.ts";
 
 /** The domain of every ErrorInfo our services attach. */
 export const ERROR_DOMAIN = "store.merch.sustech";
@@ -10,40 +14,91 @@ export interface FieldViolation {
   message: string;
 }
 
+export interface RefusalDetails {
+  violations?: readonly FieldViolation[];
+  /** When to try again, for throttling: a google.rpc.RetryInfo. */
+  retryAfterS?: number;
+}
+
 /**
- * An error with a stable machine-readable reason (google.rpc.ErrorInfo), and for invalid input
- * the field violations (google.rpc.BadRequest). The reason is what the gateway turns into the
- * problem+json `code`.
+ * A refusal: the Connect code of its reason (kit/src/reasons.ts), a google.rpc.ErrorInfo with the
+ * reason's name, and where they apply the field violations (google.rpc.BadRequest) and when to
+ * retry (google.rpc.RetryInfo).
  */
-export function rpcError(
-  code: Code,
-  reason: string,
-  message: string,
-  violations: readonly FieldViolation[] = [],
-): ConnectError {
-  const info = { desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { reason, domain: ERROR_DOMAIN }) };
-  if (violations.length === 0) return new ConnectError(message, code, undefined, [info]);
-  const badRequest = {
-    desc: BadRequestSchema,
-    value: create(BadRequestSchema, {
-      fieldViolations: violations.map((v) => ({ field: v.field, description: v.message })),
-    }),
-  };
-  return new ConnectError(message, code, undefined, [info, badRequest]);
+export function rpcError(reason: Reason, message: string, details: RefusalDetails = {}): ConnectError {
+  const attached = [
+    { desc: ErrorInfoSchema, value: create(ErrorInfoSchema, { reason: reasonName(reason), domain: ERROR_DOMAIN }) },
+  ];
+  const { violations = [], retryAfterS } = details;
+  const extra = [
+    ...(violations.length === 0
+      ? []
+      : [
+          {
+            desc: BadRequestSchema,
+            value: create(BadRequestSchema, {
+              fieldViolations: violations.map((v) => ({ field: v.field, description: v.message })),
+            }),
+          },
+        ]),
+    ...(retryAfterS === undefined
+      ? []
+      : [
+          { desc: RetryInfoSchema, value: create(RetryInfoSchema, { retryDelay: durationFromMs(retryAfterS * 1000) }) },
+        ]),
+  ];
+  return new ConnectError(message, ANSWERS[reason].code, undefined, [...attached, ...extra]);
 }
 
 export function invalidArgument(violations: readonly FieldViolation[]): ConnectError {
   const message = violations.map((v) => `${v.field}: ${v.message}`).join("; ");
-  return rpcError(Code.InvalidArgument, "validation_failed", message, violations);
+  return rpcError(ErrorReason.VALIDATION_FAILED, message, { violations });
 }
 
 /** The reason of an error built by rpcError, or undefined. */
-export function reasonOf(err: ConnectError): string | undefined {
-  return err.findDetails(ErrorInfoSchema).find((d) => d.domain === ERROR_DOMAIN)?.reason;
+export function reasonOf(err: ConnectError): Reason | undefined {
+  const name = err.findDetails(ErrorInfoSchema).find((d) => d.domain === ERROR_DOMAIN)?.reason;
+  return name === undefined ? undefined : reasonByName(name);
 }
 
 export function violationsOf(err: ConnectError): FieldViolation[] {
   return err
     .findDetails(BadRequestSchema)
     .flatMap((b) => b.fieldViolations.map((v) => ({ field: v.field, message: v.description })));
+}
+
+/** Seconds until a throttled caller may try again, from the error's RetryInfo. */
+export function retryAfterOf(err: ConnectError): number | undefined {
+  const delay = err.findDetails(RetryInfoSchema)[0]?.retryDelay;
+  return delay === undefined ? undefined : Math.max(1, Math.ceil(Number(delay.seconds) + delay.nanos / 1e9));
+}
+
+/**
+ * protovalidate's refusal (INVALID_ARGUMENT with buf.validate.Violations) as ours, so every
+ * caller reads field errors one way. A rule about a whole message names its field in its id.
+ */
+export function fromValidationError(err: ConnectError): ConnectError | undefined {
+  const [violations] = err.findDetails(ViolationsSchema);
+  if (violations === undefined) return undefined;
+  return invalidArgument(
+    violations.violations.map((v) => {
+      const path = (v.field?.elements ?? []).map((e) => e.fieldName).join(".");
+      return { field: path === "" ? v.ruleId : path, message: v.message };
+    }),
+  );
+}
+
+/**
+ * The field rules of the protos (buf.validate), checked before a handler runs, with refusals in
+ * the form every other refusal has: bad input never reaches a handler, nor the database.
+ */
+export function validation(): Interceptor[] {
+  const ours: Interceptor = (next) => async (req) => {
+    try {
+      return await next(req);
+    } catch (err) {
+      throw (err instanceof ConnectError && fromValidationError(err)) || err;
+    }
+  };
+  return [ours, createValidateInterceptor()];
 }

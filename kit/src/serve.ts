@@ -1,11 +1,15 @@
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { Health } from "@merch/gen/grpc/health/v1/health_pb";
+import * as reflectionV1 from "@merch/gen/grpc/reflection/v1/reflection_pb";
+import * as reflectionV1alpha from "@merch/gen/grpc/reflection/v1alpha/reflection_pb";
 import type { Logger } from "pino";
-import { withCors } from "./cors.ts";
+import { validation } from "./errors.ts";
 import { HealthRegistry } from "./health.ts";
 import { type DualHandler, listenDual } from "./listener.ts";
 import { registerReflection } from "./reflection.ts";
+import { requireServiceCredential } from "./service-credential.ts";
 
 export interface RpcServerOptions {
   port: number;
@@ -13,7 +17,12 @@ export interface RpcServerOptions {
   /** The services `routes` registers; health and reflection report exactly these. */
   services: readonly DescService[];
   routes: (router: ConnectRouter) => void;
-  corsOrigins: readonly string[];
+  /**
+   * Every call needs this credential (see service-credential.ts), but those of `openServices`,
+   * health and reflection.
+   */
+  serviceCredential: string | undefined;
+  openServices?: readonly DescService[];
   logger: Logger;
   interceptors?: Interceptor[];
   /** Largest request message accepted, in bytes. */
@@ -43,7 +52,16 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
       health.register(router);
       registerReflection(router, opts.services);
     },
-    interceptors: [logErrors(opts.logger), ...(opts.interceptors ?? [])],
+    interceptors: [
+      logErrors(opts.logger),
+      requireServiceCredential(
+        opts.serviceCredential,
+        [...(opts.openServices ?? []), Health, reflectionV1.ServerReflection, reflectionV1alpha.ServerReflection],
+        opts.logger,
+      ),
+      ...(opts.interceptors ?? []),
+      ...validation(),
+    ],
     shutdownSignal: shutdown.signal,
     readMaxBytes: opts.readMaxBytes ?? 4 * 1024 * 1024,
     // A caller that asks for more than a minute is almost certainly wrong.
@@ -56,7 +74,7 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
       res.end("not found\n");
     },
   });
-  const listener = await listenDual(withCors(handler, opts.corsOrigins), {
+  const listener = await listenDual(handler, {
     port: opts.port,
     ...(opts.host === undefined ? {} : { host: opts.host }),
   });

@@ -54,7 +54,7 @@ export async function startLogService(config: LogServiceConfig, logger: Logger):
       routes(router) {
         router.service(LogService, logRpc(sink, counters));
       },
-      corsOrigins: config.corsOrigins,
+      serviceCredential: config.serviceCredential,
       logger,
       httpRoutes: { "/metrics": metrics, "/status": status },
     });

@@ -7,17 +7,17 @@ import { REPO_ROOT } from "@merch/devstack/paths";
 import { ConfigError } from "@merch/kit/config";
 import { loadConfig } from "./config.ts";
 
-test("defaults: no broker (file sink), log-channel, 64 MiB spool", () => {
+test("defaults: loopback only, no broker (file sink), log-channel, 64 MiB spool", () => {
   const c = loadConfig({});
   assert.equal(c.port, 50052);
-  assert.equal(c.host, "0.0.0.0");
   assert.deepEqual(c.kafkaBrokers, []);
   assert.equal(c.kafkaTopic, "log-channel");
   assert.equal(c.kafkaClientId, "log-service");
   assert.equal(c.kafkaPartitions, 3);
   assert.equal(c.dataDir, resolve(".data"));
   assert.equal(c.spoolMaxBytes, 64 * 1024 * 1024);
-  assert.deepEqual(c.corsOrigins, []);
+  assert.equal(c.serviceCredential, undefined);
+  assert.equal(c.host, "127.0.0.1");
   assert.equal(c.shutdownGraceMs, 10_000);
 });
 

@@ -1,5 +1,6 @@
 import { resolve } from "node:path";
 import { readConfig } from "@merch/kit/config";
+import { readServiceCredential } from "@merch/kit/service-credential";
 
 export interface LogServiceConfig {
   port: number;
@@ -15,7 +16,8 @@ export interface LogServiceConfig {
   dataDir: string;
   /** Most disk space the spool may use while Kafka is unreachable; what does not fit is dropped and counted. */
   spoolMaxBytes: number;
-  corsOrigins: string[];
+  /** What callers must present to send events (kit/src/service-credential.ts). */
+  serviceCredential: string | undefined;
   shutdownGraceMs: number;
 }
 
@@ -39,7 +41,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LogServiceConf
     }
     return {
       port: e.int("PORT", 50052, 0, 65535),
-      host: e.string("HOST", "0.0.0.0"),
+      // Loopback unless told otherwise: only the gateway sends events (compose sets 0.0.0.0).
+      host: e.string("HOST", "127.0.0.1"),
       kafkaBrokers,
       kafkaTopic,
       kafkaClientId: e.string("KAFKA_CLIENT_ID", "log-service"),
@@ -48,7 +51,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LogServiceConf
       dataDir: resolve(e.string("DATA_DIR", "./.data")),
       // Below a few KiB the spool could not hold even one large event.
       spoolMaxBytes: e.int("SPOOL_MAX_BYTES", 64 * MIB, 1024, Number.MAX_SAFE_INTEGER),
-      corsOrigins: e.list("CORS_ORIGINS"),
+      serviceCredential: readServiceCredential(e),
       shutdownGraceMs: e.int("SHUTDOWN_GRACE_MS", 10_000, 0, 120_000),
     };
   }, env);

@@ -1,5 +1,5 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { Code, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type {
   LogService,
   RejectionSchema,
@@ -7,6 +7,7 @@ import type {
   StreamLogsResponseSchema,
 } from "@merch/gen/merch/log/v1/log_pb";
 import { type FieldViolation, invalidArgument, rpcError } from "@merch/kit/errors";
+import { ErrorReason } from "@merch/kit/reasons";
 import type { Cursor } from "./batch-queue.ts";
 import { encodeEvent, type OutRecord } from "./events.ts";
 import type { Counters } from "./metrics.ts";
@@ -110,8 +111,7 @@ export function logRpc(sink: Sink, counters: Counters): ServiceImpl<typeof LogSe
       const durable = await sink.submit(records, { stopped: false });
       if (durable < records.length) {
         throw rpcError(
-          Code.ResourceExhausted,
-          "log_buffer_full",
+          ErrorReason.LOG_BUFFER_FULL,
           `log-service cannot store events now (Kafka unreachable and spool full): ${durable} of ${records.length} were accepted; retry the call later`,
         );
       }

@@ -40,8 +40,12 @@ let store: TestStore;
 let api: ReturnType<typeof client>;
 let sql: postgres.Sql;
 before(async () => {
-  store = await startTestStore();
-  api = client(store.url);
+  // The gateway trusts one proxy hop, and each call claims an address of its own, so that only
+  // the tests of per-address limits meet them.
+  store = await startTestStore({
+    serviceEnv: { gateway: { TRUST_PROXY: "1" }, "db-service": { REGISTER_ADDRESS_MAX: "3" } },
+  });
+  api = client(store.url, { addressPerCall: true });
   sql = postgres(store.stack.databaseUrl, { max: 2, onnotice: () => {} });
 });
 after(async () => {
@@ -86,7 +90,7 @@ function expectProblem(res: ApiResponse, status: number, code: string, fields?: 
 async function countRows(): Promise<Record<string, number>> {
   const [row] =
     await sql`SELECT (SELECT count(*) FROM users)::int AS users, (SELECT count(*) FROM orders)::int AS orders,
-    (SELECT count(*) FROM idempotency_keys)::int AS keys, (SELECT sum(stock) FROM products)::int AS stock`;
+    (SELECT count(*) FROM sessions)::int AS sessions, (SELECT sum(stock) FROM products)::int AS stock`;
   return row as Record<string, number>;
 }
 
@@ -292,6 +296,36 @@ describe("accounts", () => {
     assert.ok(retryAfter > 0 && retryAfter <= 900, `Retry-After ${retryAfter}`);
     // The lock is for this account; others log in as usual.
     await register();
+  });
+
+  test("POST /users/register: 429 with Retry-After after too many registrations from one address", async () => {
+    const from = { "x-forwarded-for": "10.250.0.1" };
+    for (let i = 0; i < 3; i++) {
+      assert.equal((await api("POST", "/users/register", { body: newAccount("r"), headers: from })).status, 201);
+    }
+    const res = await api("POST", "/users/register", { body: newAccount("r"), headers: from });
+    expectProblem(res, 429, "too_many_registrations");
+    assert.ok(Number(res.headers.get("retry-after")) > 0);
+    // Another address registers as usual.
+    await register();
+  });
+
+  test("POST /users/logout: 204; that token stops at once, the account's other tokens go on", async () => {
+    const { account, token } = await register();
+    const other = await api<{ token: string }>("POST", "/users/login", {
+      body: { username: account.username, password: account.password },
+    });
+    // Used (and remembered by the gateway) just before.
+    assert.equal((await api("GET", "/users/me", { token })).status, 200);
+    expectProblem(await api("POST", "/users/logout"), 401, "authentication_required");
+    const res = await api("POST", "/users/logout", { token });
+    assert.equal(res.status, 204);
+    assert.equal(res.text, "");
+    assert.equal(res.headers.get("cache-control"), "no-store");
+    expectProblem(await api("GET", "/users/me", { token }), 401, "invalid_token");
+    expectProblem(await api("POST", "/users/logout", { token }), 401, "invalid_token");
+    expectProblem(await api("GET", "/orders", { token }), 401, "invalid_token");
+    assert.equal((await api("GET", "/users/me", { token: other.body.token })).status, 200);
   });
 
   test("GET /users/me: 200 with a token, 401 with WWW-Authenticate without one", async () => {

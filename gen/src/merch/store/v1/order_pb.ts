@@ -4,15 +4,20 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import { file_buf_validate_validate } from "../../../buf/validate/validate_pb.ts";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Product } from "./product_pb.ts";
+import { file_merch_store_v1_product } from "./product_pb.ts";
+import type { Session } from "./session_pb.ts";
+import { file_merch_store_v1_session } from "./session_pb.ts";
 import type { Message, UnknownEnum } from "@bufbuild/protobuf";
 
 /**
  * Describes the file merch/store/v1/order.proto.
  */
 export const file_merch_store_v1_order: GenFile = /*@__PURE__*/
-  fileDesc("ChptZXJjaC9zdG9yZS92MS9vcmRlci5wcm90bxIObWVyY2guc3RvcmUudjEiggIKBU9yZGVyEgoKAmlkGAEgASgFEg8KB3VzZXJfaWQYAiABKAUSEgoKcHJvZHVjdF9pZBgDIAEoBRIQCghxdWFudGl0eRgEIAEoBRISCgp1bml0X3ByaWNlGAUgASgJEhMKC3RvdGFsX3ByaWNlGAYgASgJEisKBnN0YXR1cxgHIAEoDjIbLm1lcmNoLnN0b3JlLnYxLk9yZGVyU3RhdHVzEi4KCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGNhbmNlbGxlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiYwoRUGxhY2VPcmRlclJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoBRISCgpwcm9kdWN0X2lkGAIgASgFEhAKCHF1YW50aXR5GAMgASgFEhcKD2lkZW1wb3RlbmN5X2tleRgEIAEoCSJMChJQbGFjZU9yZGVyUmVzcG9uc2USJAoFb3JkZXIYASABKAsyFS5tZXJjaC5zdG9yZS52MS5PcmRlchIQCghyZXBsYXllZBgCIAEoCCI0Cg9HZXRPcmRlclJlcXVlc3QSDwoHdXNlcl9pZBgBIAEoBRIQCghvcmRlcl9pZBgCIAEoBSI4ChBHZXRPcmRlclJlc3BvbnNlEiQKBW9yZGVyGAEgASgLMhUubWVyY2guc3RvcmUudjEuT3JkZXIiSwoRTGlzdE9yZGVyc1JlcXVlc3QSDwoHdXNlcl9pZBgBIAEoBRIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJUChJMaXN0T3JkZXJzUmVzcG9uc2USJQoGb3JkZXJzGAEgAygLMhUubWVyY2guc3RvcmUudjEuT3JkZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjcKEkNhbmNlbE9yZGVyUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgFEhAKCG9yZGVyX2lkGAIgASgFIjsKE0NhbmNlbE9yZGVyUmVzcG9uc2USJAoFb3JkZXIYASABKAsyFS5tZXJjaC5zdG9yZS52MS5PcmRlcipgCgtPcmRlclN0YXR1cxIcChhPUkRFUl9TVEFUVVNfVU5TUEVDSUZJRUQQABIXChNPUkRFUl9TVEFUVVNfUExBQ0VEEAESGgoWT1JERVJfU1RBVFVTX0NBTkNFTExFRBACMu4CCgxPcmRlclNlcnZpY2USUwoKUGxhY2VPcmRlchIhLm1lcmNoLnN0b3JlLnYxLlBsYWNlT3JkZXJSZXF1ZXN0GiIubWVyY2guc3RvcmUudjEuUGxhY2VPcmRlclJlc3BvbnNlElIKCEdldE9yZGVyEh8ubWVyY2guc3RvcmUudjEuR2V0T3JkZXJSZXF1ZXN0GiAubWVyY2guc3RvcmUudjEuR2V0T3JkZXJSZXNwb25zZSIDkAIBElgKCkxpc3RPcmRlcnMSIS5tZXJjaC5zdG9yZS52MS5MaXN0T3JkZXJzUmVxdWVzdBoiLm1lcmNoLnN0b3JlLnYxLkxpc3RPcmRlcnNSZXNwb25zZSIDkAIBElsKC0NhbmNlbE9yZGVyEiIubWVyY2guc3RvcmUudjEuQ2FuY2VsT3JkZXJSZXF1ZXN0GiMubWVyY2guc3RvcmUudjEuQ2FuY2VsT3JkZXJSZXNwb25zZSIDkAICYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("ChptZXJjaC9zdG9yZS92MS9vcmRlci5wcm90bxIObWVyY2guc3RvcmUudjEiggIKBU9yZGVyEgoKAmlkGAEgASgFEg8KB3VzZXJfaWQYAiABKAUSEgoKcHJvZHVjdF9pZBgDIAEoBRIQCghxdWFudGl0eRgEIAEoBRISCgp1bml0X3ByaWNlGAUgASgJEhMKC3RvdGFsX3ByaWNlGAYgASgJEisKBnN0YXR1cxgHIAEoDjIbLm1lcmNoLnN0b3JlLnYxLk9yZGVyU3RhdHVzEi4KCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGNhbmNlbGxlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAijQIKEVBsYWNlT3JkZXJSZXF1ZXN0EjAKB3Nlc3Npb24YASABKAsyFy5tZXJjaC5zdG9yZS52MS5TZXNzaW9uQga6SAPIAQESGwoKcHJvZHVjdF9pZBgCIAEoBUIHukgEGgIoARIbCghxdWFudGl0eRgDIAEoBUIJukgGGgQYAygBEosBCg9pZGVtcG90ZW5jeV9rZXkYBCABKAlCcrpIb7oBbAoPaWRlbXBvdGVuY3lfa2V5EittdXN0IGJlIDEgdG8gMjU1IHByaW50YWJsZSBBU0NJSSBjaGFyYWN0ZXJzGix0aGlzID09ICcnIHx8IHRoaXMubWF0Y2hlcygiXlsgLX5dezEsMjU1fSQiKSJ2ChJQbGFjZU9yZGVyUmVzcG9uc2USJAoFb3JkZXIYASABKAsyFS5tZXJjaC5zdG9yZS52MS5PcmRlchIQCghyZXBsYXllZBgCIAEoCBIoCgdwcm9kdWN0GAMgASgLMhcubWVyY2guc3RvcmUudjEuUHJvZHVjdCJeCg9HZXRPcmRlclJlcXVlc3QSMAoHc2Vzc2lvbhgBIAEoCzIXLm1lcmNoLnN0b3JlLnYxLlNlc3Npb25CBrpIA8gBARIZCghvcmRlcl9pZBgCIAEoBUIHukgEGgIoASI4ChBHZXRPcmRlclJlc3BvbnNlEiQKBW9yZGVyGAEgASgLMhUubWVyY2guc3RvcmUudjEuT3JkZXIigQEKEUxpc3RPcmRlcnNSZXF1ZXN0EjAKB3Nlc3Npb24YASABKAsyFy5tZXJjaC5zdG9yZS52MS5TZXNzaW9uQga6SAPIAQESHAoJcGFnZV9zaXplGAIgASgFQgm6SAYaBBhkKAASHAoKcGFnZV90b2tlbhgDIAEoCUIIukgFcgMYyAEiVAoSTGlzdE9yZGVyc1Jlc3BvbnNlEiUKBm9yZGVycxgBIAMoCzIVLm1lcmNoLnN0b3JlLnYxLk9yZGVyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJhChJDYW5jZWxPcmRlclJlcXVlc3QSMAoHc2Vzc2lvbhgBIAEoCzIXLm1lcmNoLnN0b3JlLnYxLlNlc3Npb25CBrpIA8gBARIZCghvcmRlcl9pZBgCIAEoBUIHukgEGgIoASJlChNDYW5jZWxPcmRlclJlc3BvbnNlEiQKBW9yZGVyGAEgASgLMhUubWVyY2guc3RvcmUudjEuT3JkZXISKAoHcHJvZHVjdBgCIAEoCzIXLm1lcmNoLnN0b3JlLnYxLlByb2R1Y3QqYAoLT3JkZXJTdGF0dXMSHAoYT1JERVJfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFwoTT1JERVJfU1RBVFVTX1BMQUNFRBABEhoKFk9SREVSX1NUQVRVU19DQU5DRUxMRUQQAjLzAgoMT3JkZXJTZXJ2aWNlElgKClBsYWNlT3JkZXISIS5tZXJjaC5zdG9yZS52MS5QbGFjZU9yZGVyUmVxdWVzdBoiLm1lcmNoLnN0b3JlLnYxLlBsYWNlT3JkZXJSZXNwb25zZSIDkAICElIKCEdldE9yZGVyEh8ubWVyY2guc3RvcmUudjEuR2V0T3JkZXJSZXF1ZXN0GiAubWVyY2guc3RvcmUudjEuR2V0T3JkZXJSZXNwb25zZSIDkAIBElgKCkxpc3RPcmRlcnMSIS5tZXJjaC5zdG9yZS52MS5MaXN0T3JkZXJzUmVxdWVzdBoiLm1lcmNoLnN0b3JlLnYxLkxpc3RPcmRlcnNSZXNwb25zZSIDkAIBElsKC0NhbmNlbE9yZGVyEiIubWVyY2guc3RvcmUudjEuQ2FuY2VsT3JkZXJSZXF1ZXN0GiMubWVyY2guc3RvcmUudjEuQ2FuY2VsT3JkZXJSZXNwb25zZSIDkAICYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_merch_store_v1_product, file_merch_store_v1_session]);
 
 /**
  * @generated from message merch.store.v1.Order
@@ -39,8 +44,8 @@ export type Order = Message<"merch.store.v1.Order"> & {
   quantity: number;
 
   /**
-   * Exact decimals with two fraction digits; total_price = unit_price * quantity, computed
-   * by PostgreSQL.
+   * Decimal strings with two fraction digits; total_price = unit_price × quantity, computed by
+   * the database.
    *
    * @generated from field: string unit_price = 5;
    */
@@ -62,8 +67,6 @@ export type Order = Message<"merch.store.v1.Order"> & {
   createdAt?: Timestamp | undefined;
 
   /**
-   * Unset until the order is cancelled.
-   *
    * @generated from field: google.protobuf.Timestamp cancelled_at = 9;
    */
   cancelledAt?: Timestamp | undefined;
@@ -81,9 +84,9 @@ export const OrderSchema: GenMessage<Order> = /*@__PURE__*/
  */
 export type PlaceOrderRequest = Message<"merch.store.v1.PlaceOrderRequest"> & {
   /**
-   * @generated from field: int32 user_id = 1;
+   * @generated from field: merch.store.v1.Session session = 1;
    */
-  userId: number;
+  session?: Session | undefined;
 
   /**
    * @generated from field: int32 product_id = 2;
@@ -91,14 +94,12 @@ export type PlaceOrderRequest = Message<"merch.store.v1.PlaceOrderRequest"> & {
   productId: number;
 
   /**
-   * 1 to 3.
-   *
    * @generated from field: int32 quantity = 3;
    */
   quantity: number;
 
   /**
-   * Optional, 1 to 255 printable ASCII characters, unique per user.
+   * Makes the call safe to repeat: 1 to 255 printable ASCII characters, unique per user.
    *
    * @generated from field: string idempotency_key = 4;
    */
@@ -122,11 +123,16 @@ export type PlaceOrderResponse = Message<"merch.store.v1.PlaceOrderResponse"> & 
   order?: Order | undefined;
 
   /**
-   * True when this answer repeats the order first placed with the same idempotency key.
-   *
    * @generated from field: bool replayed = 2;
    */
   replayed: boolean;
+
+  /**
+   * The product as this write left it (stock included), so a cache can follow its own writes.
+   *
+   * @generated from field: merch.store.v1.Product product = 3;
+   */
+  product?: Product | undefined;
 };
 
 /**
@@ -141,9 +147,9 @@ export const PlaceOrderResponseSchema: GenMessage<PlaceOrderResponse> = /*@__PUR
  */
 export type GetOrderRequest = Message<"merch.store.v1.GetOrderRequest"> & {
   /**
-   * @generated from field: int32 user_id = 1;
+   * @generated from field: merch.store.v1.Session session = 1;
    */
-  userId: number;
+  session?: Session | undefined;
 
   /**
    * @generated from field: int32 order_id = 2;
@@ -180,9 +186,9 @@ export const GetOrderResponseSchema: GenMessage<GetOrderResponse> = /*@__PURE__*
  */
 export type ListOrdersRequest = Message<"merch.store.v1.ListOrdersRequest"> & {
   /**
-   * @generated from field: int32 user_id = 1;
+   * @generated from field: merch.store.v1.Session session = 1;
    */
-  userId: number;
+  session?: Session | undefined;
 
   /**
    * 1 to 100; 0 means 20.
@@ -192,7 +198,7 @@ export type ListOrdersRequest = Message<"merch.store.v1.ListOrdersRequest"> & {
   pageSize: number;
 
   /**
-   * Opaque, from a previous next_page_token; empty for the first page.
+   * From next_page_token of the previous page; empty for the first page.
    *
    * @generated from field: string page_token = 3;
    */
@@ -216,8 +222,6 @@ export type ListOrdersResponse = Message<"merch.store.v1.ListOrdersResponse"> & 
   orders: Order[];
 
   /**
-   * Empty on the last page.
-   *
    * @generated from field: string next_page_token = 2;
    */
   nextPageToken: string;
@@ -235,9 +239,9 @@ export const ListOrdersResponseSchema: GenMessage<ListOrdersResponse> = /*@__PUR
  */
 export type CancelOrderRequest = Message<"merch.store.v1.CancelOrderRequest"> & {
   /**
-   * @generated from field: int32 user_id = 1;
+   * @generated from field: merch.store.v1.Session session = 1;
    */
-  userId: number;
+  session?: Session | undefined;
 
   /**
    * @generated from field: int32 order_id = 2;
@@ -260,6 +264,13 @@ export type CancelOrderResponse = Message<"merch.store.v1.CancelOrderResponse"> 
    * @generated from field: merch.store.v1.Order order = 1;
    */
   order?: Order | undefined;
+
+  /**
+   * The product as this cancellation left it; unset when the cancellation changed nothing.
+   *
+   * @generated from field: merch.store.v1.Product product = 2;
+   */
+  product?: Product | undefined;
 };
 
 /**
@@ -301,18 +312,23 @@ export const OrderStatusSchema: GenEnum<OrderStatus> = /*@__PURE__*/
   enumDesc(file_merch_store_v1_order, 0);
 
 /**
- * OrderService places and cancels orders. Every call acts for user_id, which must be an active
- * account (PERMISSION_DENIED account_deactivated, NOT_FOUND user_not_found otherwise), and an
- * order of another user is NOT_FOUND (reason order_not_found) to that caller.
+ * OrderService places and cancels orders. Every call needs the store's service credential and
+ * acts for its Session (UNAUTHENTICATED with reason invalid_token when the session has ended);
+ * an order of another user is NOT_FOUND (reason order_not_found) to that caller.
+ *
+ * Writes honour the caller's deadline: a write whose deadline passes before it starts, or before
+ * its transaction commits, is not done (DEADLINE_EXCEEDED with reason upstream_timeout). When the
+ * database connection fails while a commit is under way, nobody can know whether it happened:
+ * UNAVAILABLE with reason outcome_unknown; repeating the call with the same idempotency_key tells.
  *
  * @generated from service merch.store.v1.OrderService
  */
 export const OrderService: GenService<{
   /**
-   * PlaceOrder decrements stock and records the order in one transaction. NOT_FOUND with
-   * reason product_not_found, FAILED_PRECONDITION with reason insufficient_stock. With an
-   * idempotency_key, a repeat of the same request returns the first order (replayed = true)
-   * and a repeat with a different request is refused: FAILED_PRECONDITION with reason
+   * PlaceOrder decrements stock and records the order in one statement. NOT_FOUND with reason
+   * product_not_found, FAILED_PRECONDITION with reason insufficient_stock. A repeat of the same
+   * request with the same idempotency_key returns the first order (replayed = true) without
+   * charging stock again; the same key with another request is FAILED_PRECONDITION with reason
    * idempotency_key_reused.
    *
    * @generated from rpc merch.store.v1.OrderService.PlaceOrder

@@ -4,6 +4,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import { file_buf_validate_validate } from "../../../buf/validate/validate_pb.ts";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file merch/store/v1/product.proto.
  */
 export const file_merch_store_v1_product: GenFile = /*@__PURE__*/
-  fileDesc("ChxtZXJjaC9zdG9yZS92MS9wcm9kdWN0LnByb3RvEg5tZXJjaC5zdG9yZS52MSKoAQoHUHJvZHVjdBIKCgJpZBgBIAEoBRIMCgRuYW1lGAIgASgJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEhAKCGNhdGVnb3J5GAQgASgJEg0KBXByaWNlGAUgASgJEg4KBnNsb2dhbhgGIAEoCRINCgVzdG9jaxgHIAEoBRIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIVChNMaXN0UHJvZHVjdHNSZXF1ZXN0IkEKFExpc3RQcm9kdWN0c1Jlc3BvbnNlEikKCHByb2R1Y3RzGAEgAygLMhcubWVyY2guc3RvcmUudjEuUHJvZHVjdCIfChFHZXRQcm9kdWN0UmVxdWVzdBIKCgJpZBgBIAEoBSI+ChJHZXRQcm9kdWN0UmVzcG9uc2USKAoHcHJvZHVjdBgBIAEoCzIXLm1lcmNoLnN0b3JlLnYxLlByb2R1Y3QyygEKDlByb2R1Y3RTZXJ2aWNlEl4KDExpc3RQcm9kdWN0cxIjLm1lcmNoLnN0b3JlLnYxLkxpc3RQcm9kdWN0c1JlcXVlc3QaJC5tZXJjaC5zdG9yZS52MS5MaXN0UHJvZHVjdHNSZXNwb25zZSIDkAIBElgKCkdldFByb2R1Y3QSIS5tZXJjaC5zdG9yZS52MS5HZXRQcm9kdWN0UmVxdWVzdBoiLm1lcmNoLnN0b3JlLnYxLkdldFByb2R1Y3RSZXNwb25zZSIDkAIBYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("ChxtZXJjaC9zdG9yZS92MS9wcm9kdWN0LnByb3RvEg5tZXJjaC5zdG9yZS52MSKoAQoHUHJvZHVjdBIKCgJpZBgBIAEoBRIMCgRuYW1lGAIgASgJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEhAKCGNhdGVnb3J5GAQgASgJEg0KBXByaWNlGAUgASgJEg4KBnNsb2dhbhgGIAEoCRINCgVzdG9jaxgHIAEoBRIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIVChNMaXN0UHJvZHVjdHNSZXF1ZXN0IkEKFExpc3RQcm9kdWN0c1Jlc3BvbnNlEikKCHByb2R1Y3RzGAEgAygLMhcubWVyY2guc3RvcmUudjEuUHJvZHVjdCIoChFHZXRQcm9kdWN0UmVxdWVzdBITCgJpZBgBIAEoBUIHukgEGgIoASI+ChJHZXRQcm9kdWN0UmVzcG9uc2USKAoHcHJvZHVjdBgBIAEoCzIXLm1lcmNoLnN0b3JlLnYxLlByb2R1Y3QiFgoUV2F0Y2hQcm9kdWN0c1JlcXVlc3QiVAoVV2F0Y2hQcm9kdWN0c1Jlc3BvbnNlEikKCHByb2R1Y3RzGAEgAygLMhcubWVyY2guc3RvcmUudjEuUHJvZHVjdBIQCghzbmFwc2hvdBgCIAEoCDKvAgoOUHJvZHVjdFNlcnZpY2USXgoMTGlzdFByb2R1Y3RzEiMubWVyY2guc3RvcmUudjEuTGlzdFByb2R1Y3RzUmVxdWVzdBokLm1lcmNoLnN0b3JlLnYxLkxpc3RQcm9kdWN0c1Jlc3BvbnNlIgOQAgESWAoKR2V0UHJvZHVjdBIhLm1lcmNoLnN0b3JlLnYxLkdldFByb2R1Y3RSZXF1ZXN0GiIubWVyY2guc3RvcmUudjEuR2V0UHJvZHVjdFJlc3BvbnNlIgOQAgESYwoNV2F0Y2hQcm9kdWN0cxIkLm1lcmNoLnN0b3JlLnYxLldhdGNoUHJvZHVjdHNSZXF1ZXN0GiUubWVyY2guc3RvcmUudjEuV2F0Y2hQcm9kdWN0c1Jlc3BvbnNlIgOQAgEwAWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message merch.store.v1.Product
@@ -39,7 +40,7 @@ export type Product = Message<"merch.store.v1.Product"> & {
   category: string;
 
   /**
-   * Exact decimal with two fraction digits, for example "49.99". Never a float.
+   * A decimal string with two fraction digits, e.g. "49.99".
    *
    * @generated from field: string price = 5;
    */
@@ -133,7 +134,47 @@ export const GetProductResponseSchema: GenMessage<GetProductResponse> = /*@__PUR
   messageDesc(file_merch_store_v1_product, 4);
 
 /**
- * ProductService reads the catalogue. Products are seeded by db-init/init.sql.
+ * @generated from message merch.store.v1.WatchProductsRequest
+ */
+export type WatchProductsRequest = Message<"merch.store.v1.WatchProductsRequest"> & {
+};
+
+/**
+ * Describes the message merch.store.v1.WatchProductsRequest.
+ * Use `create(WatchProductsRequestSchema)` to create a new message.
+ */
+export const WatchProductsRequestSchema: GenMessage<WatchProductsRequest> = /*@__PURE__*/
+  messageDesc(file_merch_store_v1_product, 5);
+
+/**
+ * @generated from message merch.store.v1.WatchProductsResponse
+ */
+export type WatchProductsResponse = Message<"merch.store.v1.WatchProductsResponse"> & {
+  /**
+   * The whole catalogue in the first message; the products that changed in later ones.
+   *
+   * @generated from field: repeated merch.store.v1.Product products = 1;
+   */
+  products: Product[];
+
+  /**
+   * True on the first message: the receiver replaces what it had.
+   *
+   * @generated from field: bool snapshot = 2;
+   */
+  snapshot: boolean;
+};
+
+/**
+ * Describes the message merch.store.v1.WatchProductsResponse.
+ * Use `create(WatchProductsResponseSchema)` to create a new message.
+ */
+export const WatchProductsResponseSchema: GenMessage<WatchProductsResponse> = /*@__PURE__*/
+  messageDesc(file_merch_store_v1_product, 6);
+
+/**
+ * ProductService reads the catalogue. Products are seeded by the first migration. Open to every
+ * caller: no service credential is needed.
  *
  * @generated from service merch.store.v1.ProductService
  */
@@ -157,6 +198,18 @@ export const ProductService: GenService<{
     methodKind: "unary";
     input: typeof GetProductRequestSchema;
     output: typeof GetProductResponseSchema;
+  },
+  /**
+   * WatchProducts first sends every product, then each product again whenever it changes (an
+   * order or a cancellation moved its stock, whoever made it), until the caller hangs up. A
+   * cache that follows this stream is never more than one notification behind the database.
+   *
+   * @generated from rpc merch.store.v1.ProductService.WatchProducts
+   */
+  watchProducts: {
+    methodKind: "server_streaming";
+    input: typeof WatchProductsRequestSchema;
+    output: typeof WatchProductsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_merch_store_v1_product, 0);

@@ -4,15 +4,18 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import { file_buf_validate_validate } from "../../../buf/validate/validate_pb.ts";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Session } from "./session_pb.ts";
+import { file_merch_store_v1_session } from "./session_pb.ts";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file merch/store/v1/user.proto.
  */
 export const file_merch_store_v1_user: GenFile = /*@__PURE__*/
-  fileDesc("ChltZXJjaC9zdG9yZS92MS91c2VyLnByb3RvEg5tZXJjaC5zdG9yZS52MSKDAQoEVXNlchIKCgJpZBgBIAEoBRILCgNzaWQYAiABKAkSEAoIdXNlcm5hbWUYAyABKAkSDQoFZW1haWwYBCABKAkSEQoJaXNfYWN0aXZlGAUgASgIEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlUKE1JlZ2lzdGVyVXNlclJlcXVlc3QSCwoDc2lkGAEgASgJEhAKCHVzZXJuYW1lGAIgASgJEg0KBWVtYWlsGAMgASgJEhAKCHBhc3N3b3JkGAQgASgJIjoKFFJlZ2lzdGVyVXNlclJlc3BvbnNlEiIKBHVzZXIYASABKAsyFC5tZXJjaC5zdG9yZS52MS5Vc2VyIlcKF0F1dGhlbnRpY2F0ZVVzZXJSZXF1ZXN0EhIKCHVzZXJuYW1lGAEgASgJSAASDQoDc2lkGAIgASgJSAASEAoIcGFzc3dvcmQYAyABKAlCBwoFbG9naW4iPgoYQXV0aGVudGljYXRlVXNlclJlc3BvbnNlEiIKBHVzZXIYASABKAsyFC5tZXJjaC5zdG9yZS52MS5Vc2VyIiEKDkdldFVzZXJSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAUiNQoPR2V0VXNlclJlc3BvbnNlEiIKBHVzZXIYASABKAsyFC5tZXJjaC5zdG9yZS52MS5Vc2VyIr4BChFVcGRhdGVVc2VyUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgFEhUKCHVzZXJuYW1lGAIgASgJSACIAQESEgoFZW1haWwYAyABKAlIAYgBARIVCghwYXNzd29yZBgEIAEoCUgCiAEBEh0KEGN1cnJlbnRfcGFzc3dvcmQYBSABKAlIA4gBAUILCglfdXNlcm5hbWVCCAoGX2VtYWlsQgsKCV9wYXNzd29yZEITChFfY3VycmVudF9wYXNzd29yZCI4ChJVcGRhdGVVc2VyUmVzcG9uc2USIgoEdXNlchgBIAEoCzIULm1lcmNoLnN0b3JlLnYxLlVzZXIiKAoVRGVhY3RpdmF0ZVVzZXJSZXF1ZXN0Eg8KB3VzZXJfaWQYASABKAUiPAoWRGVhY3RpdmF0ZVVzZXJSZXNwb25zZRIiCgR1c2VyGAEgASgLMhQubWVyY2guc3RvcmUudjEuVXNlcjLqAwoLVXNlclNlcnZpY2USXgoMUmVnaXN0ZXJVc2VyEiMubWVyY2guc3RvcmUudjEuUmVnaXN0ZXJVc2VyUmVxdWVzdBokLm1lcmNoLnN0b3JlLnYxLlJlZ2lzdGVyVXNlclJlc3BvbnNlIgOQAgISagoQQXV0aGVudGljYXRlVXNlchInLm1lcmNoLnN0b3JlLnYxLkF1dGhlbnRpY2F0ZVVzZXJSZXF1ZXN0GigubWVyY2guc3RvcmUudjEuQXV0aGVudGljYXRlVXNlclJlc3BvbnNlIgOQAgESTwoHR2V0VXNlchIeLm1lcmNoLnN0b3JlLnYxLkdldFVzZXJSZXF1ZXN0Gh8ubWVyY2guc3RvcmUudjEuR2V0VXNlclJlc3BvbnNlIgOQAgESWAoKVXBkYXRlVXNlchIhLm1lcmNoLnN0b3JlLnYxLlVwZGF0ZVVzZXJSZXF1ZXN0GiIubWVyY2guc3RvcmUudjEuVXBkYXRlVXNlclJlc3BvbnNlIgOQAgISZAoORGVhY3RpdmF0ZVVzZXISJS5tZXJjaC5zdG9yZS52MS5EZWFjdGl2YXRlVXNlclJlcXVlc3QaJi5tZXJjaC5zdG9yZS52MS5EZWFjdGl2YXRlVXNlclJlc3BvbnNlIgOQAgJiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("ChltZXJjaC9zdG9yZS92MS91c2VyLnByb3RvEg5tZXJjaC5zdG9yZS52MSKDAQoEVXNlchIKCgJpZBgBIAEoBRILCgNzaWQYAiABKAkSEAoIdXNlcm5hbWUYAyABKAkSDQoFZW1haWwYBCABKAkSEQoJaXNfYWN0aXZlGAUgASgIEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wItEFChNSZWdpc3RlclVzZXJSZXF1ZXN0EmAKA3NpZBgBIAEoCUJTukhQugFNCgNzaWQSIW11c3QgYmUgMSB0byAxNSBsZXR0ZXJzIG9yIGRpZ2l0cxojdGhpcy5tYXRjaGVzKCJeW0EtWmEtejAtOV17MSwxNX0kIikSfgoIdXNlcm5hbWUYAiABKAlCbLpIaboBZgoIdXNlcm5hbWUSMm11c3QgYmUgMyB0byA1MCBjaGFyYWN0ZXJzIG9mIEEtWiwgYS16LCAwLTksIF8gLiAtGiZ0aGlzLm1hdGNoZXMoIl5bQS1aYS16MC05Xy4tXXszLDUwfSQiKRKFAgoFZW1haWwYAyABKAlC9QG6SPEBugHtAQoFZW1haWwSN211c3QgYmUgYSB2YWxpZCBlbWFpbCBhZGRyZXNzIG9mIGF0IG1vc3QgMjU1IGNoYXJhY3RlcnMaqgFzaXplKHRoaXMpIDw9IDI1NSAmJiB0aGlzLm1hdGNoZXMoIl5bQS1aYS16MC05LiEjJCUmJyorLz0/Xl9ge3x9fi1dK0BbQS1aYS16MC05XSg/OltBLVphLXowLTktXXswLDYxfVtBLVphLXowLTldKT8oPzpbLl1bQS1aYS16MC05XSg/OltBLVphLXowLTktXXswLDYxfVtBLVphLXowLTldKT8pKyQiKRKuAQoIcGFzc3dvcmQYBCABKAlCmwG6SJcBugGTAQoIcGFzc3dvcmQSPG11c3QgYmUgOCB0byAxMjggY2hhcmFjdGVycywgbm9uZSBvZiB0aGVtIGNvbnRyb2wgY2hhcmFjdGVycxpJc2l6ZSh0aGlzKSA+PSA4ICYmIHNpemUodGhpcykgPD0gMTI4ICYmICF0aGlzLm1hdGNoZXMociJbXHgwMC1ceDFmXHg3Zl0iKRIfCg5jbGllbnRfYWRkcmVzcxgFIAEoCUIHukgEcgIYQCI6ChRSZWdpc3RlclVzZXJSZXNwb25zZRIiCgR1c2VyGAEgASgLMhQubWVyY2guc3RvcmUudjEuVXNlciKaAQoXQXV0aGVudGljYXRlVXNlclJlcXVlc3QSGwoIdXNlcm5hbWUYASABKAlCB7pIBHICEAFIABIWCgNzaWQYAiABKAlCB7pIBHICEAFIABIZCghwYXNzd29yZBgDIAEoCUIHukgEcgIQARIfCg5jbGllbnRfYWRkcmVzcxgEIAEoCUIHukgEcgIYQEIOCgVsb2dpbhIFukgCCAEiigEKGEF1dGhlbnRpY2F0ZVVzZXJSZXNwb25zZRIiCgR1c2VyGAEgASgLMhQubWVyY2guc3RvcmUudjEuVXNlchISCgpzZXNzaW9uX2lkGAIgASgJEjYKEnNlc3Npb25fZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiRQoRRW5kU2Vzc2lvblJlcXVlc3QSMAoHc2Vzc2lvbhgBIAEoCzIXLm1lcmNoLnN0b3JlLnYxLlNlc3Npb25CBrpIA8gBASIUChJFbmRTZXNzaW9uUmVzcG9uc2UiQgoOR2V0VXNlclJlcXVlc3QSMAoHc2Vzc2lvbhgBIAEoCzIXLm1lcmNoLnN0b3JlLnYxLlNlc3Npb25CBrpIA8gBASI1Cg9HZXRVc2VyUmVzcG9uc2USIgoEdXNlchgBIAEoCzIULm1lcmNoLnN0b3JlLnYxLlVzZXIi5wcKEVVwZGF0ZVVzZXJSZXF1ZXN0EjAKB3Nlc3Npb24YASABKAsyFy5tZXJjaC5zdG9yZS52MS5TZXNzaW9uQga6SAPIAQESgwEKCHVzZXJuYW1lGAIgASgJQmy6SGm6AWYKCHVzZXJuYW1lEjJtdXN0IGJlIDMgdG8gNTAgY2hhcmFjdGVycyBvZiBBLVosIGEteiwgMC05LCBfIC4gLRomdGhpcy5tYXRjaGVzKCJeW0EtWmEtejAtOV8uLV17Myw1MH0kIilIAIgBARKKAgoFZW1haWwYAyABKAlC9QG6SPEBugHtAQoFZW1haWwSN211c3QgYmUgYSB2YWxpZCBlbWFpbCBhZGRyZXNzIG9mIGF0IG1vc3QgMjU1IGNoYXJhY3RlcnMaqgFzaXplKHRoaXMpIDw9IDI1NSAmJiB0aGlzLm1hdGNoZXMoIl5bQS1aYS16MC05LiEjJCUmJyorLz0/Xl9ge3x9fi1dK0BbQS1aYS16MC05XSg/OltBLVphLXowLTktXXswLDYxfVtBLVphLXowLTldKT8oPzpbLl1bQS1aYS16MC05XSg/OltBLVphLXowLTktXXswLDYxfVtBLVphLXowLTldKT8pKyQiKUgBiAEBErMBCghwYXNzd29yZBgEIAEoCUKbAbpIlwG6AZMBCghwYXNzd29yZBI8bXVzdCBiZSA4IHRvIDEyOCBjaGFyYWN0ZXJzLCBub25lIG9mIHRoZW0gY29udHJvbCBjaGFyYWN0ZXJzGklzaXplKHRoaXMpID49IDggJiYgc2l6ZSh0aGlzKSA8PSAxMjggJiYgIXRoaXMubWF0Y2hlcyhyIltceDAwLVx4MWZceDdmXSIpSAKIAQESJgoQY3VycmVudF9wYXNzd29yZBgFIAEoCUIHukgEcgIQAUgDiAEBOvUBukjxARpzCgRib2R5Ei5naXZlIGF0IGxlYXN0IG9uZSBvZiB1c2VybmFtZSwgZW1haWwsIHBhc3N3b3JkGjtoYXModGhpcy51c2VybmFtZSkgfHwgaGFzKHRoaXMuZW1haWwpIHx8IGhhcyh0aGlzLnBhc3N3b3JkKRp6ChBjdXJyZW50X3Bhc3N3b3JkEjNjdXJyZW50X3Bhc3N3b3JkIGlzIHJlcXVpcmVkIHRvIGNoYW5nZSB0aGUgcGFzc3dvcmQaMSFoYXModGhpcy5wYXNzd29yZCkgfHwgaGFzKHRoaXMuY3VycmVudF9wYXNzd29yZClCCwoJX3VzZXJuYW1lQggKBl9lbWFpbEILCglfcGFzc3dvcmRCEwoRX2N1cnJlbnRfcGFzc3dvcmQiOAoSVXBkYXRlVXNlclJlc3BvbnNlEiIKBHVzZXIYASABKAsyFC5tZXJjaC5zdG9yZS52MS5Vc2VyIkkKFURlYWN0aXZhdGVVc2VyUmVxdWVzdBIwCgdzZXNzaW9uGAEgASgLMhcubWVyY2guc3RvcmUudjEuU2Vzc2lvbkIGukgDyAEBIjwKFkRlYWN0aXZhdGVVc2VyUmVzcG9uc2USIgoEdXNlchgBIAEoCzIULm1lcmNoLnN0b3JlLnYxLlVzZXIytQQKC1VzZXJTZXJ2aWNlElkKDFJlZ2lzdGVyVXNlchIjLm1lcmNoLnN0b3JlLnYxLlJlZ2lzdGVyVXNlclJlcXVlc3QaJC5tZXJjaC5zdG9yZS52MS5SZWdpc3RlclVzZXJSZXNwb25zZRJlChBBdXRoZW50aWNhdGVVc2VyEicubWVyY2guc3RvcmUudjEuQXV0aGVudGljYXRlVXNlclJlcXVlc3QaKC5tZXJjaC5zdG9yZS52MS5BdXRoZW50aWNhdGVVc2VyUmVzcG9uc2USUwoKRW5kU2Vzc2lvbhIhLm1lcmNoLnN0b3JlLnYxLkVuZFNlc3Npb25SZXF1ZXN0GiIubWVyY2guc3RvcmUudjEuRW5kU2Vzc2lvblJlc3BvbnNlEk8KB0dldFVzZXISHi5tZXJjaC5zdG9yZS52MS5HZXRVc2VyUmVxdWVzdBofLm1lcmNoLnN0b3JlLnYxLkdldFVzZXJSZXNwb25zZSIDkAIBElgKClVwZGF0ZVVzZXISIS5tZXJjaC5zdG9yZS52MS5VcGRhdGVVc2VyUmVxdWVzdBoiLm1lcmNoLnN0b3JlLnYxLlVwZGF0ZVVzZXJSZXNwb25zZSIDkAICEmQKDkRlYWN0aXZhdGVVc2VyEiUubWVyY2guc3RvcmUudjEuRGVhY3RpdmF0ZVVzZXJSZXF1ZXN0GiYubWVyY2guc3RvcmUudjEuRGVhY3RpdmF0ZVVzZXJSZXNwb25zZSIDkAICYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_merch_store_v1_session]);
 
 /**
  * @generated from message merch.store.v1.User
@@ -61,32 +64,31 @@ export const UserSchema: GenMessage<User> = /*@__PURE__*/
  */
 export type RegisterUserRequest = Message<"merch.store.v1.RegisterUserRequest"> & {
   /**
-   * 1 to 15 letters or digits.
-   *
    * @generated from field: string sid = 1;
    */
   sid: string;
 
   /**
-   * 3 to 50 of [A-Za-z0-9_.-].
-   *
    * @generated from field: string username = 2;
    */
   username: string;
 
   /**
-   * A valid address, at most 255 characters.
-   *
    * @generated from field: string email = 3;
    */
   email: string;
 
   /**
-   * 8 to 128 characters.
-   *
    * @generated from field: string password = 4;
    */
   password: string;
+
+  /**
+   * The address the request came from, as the gateway saw it; registrations are limited per address.
+   *
+   * @generated from field: string client_address = 5;
+   */
+  clientAddress: string;
 };
 
 /**
@@ -118,6 +120,8 @@ export const RegisterUserResponseSchema: GenMessage<RegisterUserResponse> = /*@_
  */
 export type AuthenticateUserRequest = Message<"merch.store.v1.AuthenticateUserRequest"> & {
   /**
+   * A name that cannot exist (too long, control characters) is a failed login, not an error.
+   *
    * @generated from oneof merch.store.v1.AuthenticateUserRequest.login
    */
   login: {
@@ -138,6 +142,13 @@ export type AuthenticateUserRequest = Message<"merch.store.v1.AuthenticateUserRe
    * @generated from field: string password = 3;
    */
   password: string;
+
+  /**
+   * The address the attempt came from; failed logins are also limited per address.
+   *
+   * @generated from field: string client_address = 4;
+   */
+  clientAddress: string;
 };
 
 /**
@@ -155,6 +166,18 @@ export type AuthenticateUserResponse = Message<"merch.store.v1.AuthenticateUserR
    * @generated from field: merch.store.v1.User user = 1;
    */
   user?: User | undefined;
+
+  /**
+   * The new session: the token's jti, and when the session (and the token) ends.
+   *
+   * @generated from field: string session_id = 2;
+   */
+  sessionId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp session_expires_at = 3;
+   */
+  sessionExpiresAt?: Timestamp | undefined;
 };
 
 /**
@@ -165,13 +188,43 @@ export const AuthenticateUserResponseSchema: GenMessage<AuthenticateUserResponse
   messageDesc(file_merch_store_v1_user, 4);
 
 /**
+ * @generated from message merch.store.v1.EndSessionRequest
+ */
+export type EndSessionRequest = Message<"merch.store.v1.EndSessionRequest"> & {
+  /**
+   * @generated from field: merch.store.v1.Session session = 1;
+   */
+  session?: Session | undefined;
+};
+
+/**
+ * Describes the message merch.store.v1.EndSessionRequest.
+ * Use `create(EndSessionRequestSchema)` to create a new message.
+ */
+export const EndSessionRequestSchema: GenMessage<EndSessionRequest> = /*@__PURE__*/
+  messageDesc(file_merch_store_v1_user, 5);
+
+/**
+ * @generated from message merch.store.v1.EndSessionResponse
+ */
+export type EndSessionResponse = Message<"merch.store.v1.EndSessionResponse"> & {
+};
+
+/**
+ * Describes the message merch.store.v1.EndSessionResponse.
+ * Use `create(EndSessionResponseSchema)` to create a new message.
+ */
+export const EndSessionResponseSchema: GenMessage<EndSessionResponse> = /*@__PURE__*/
+  messageDesc(file_merch_store_v1_user, 6);
+
+/**
  * @generated from message merch.store.v1.GetUserRequest
  */
 export type GetUserRequest = Message<"merch.store.v1.GetUserRequest"> & {
   /**
-   * @generated from field: int32 user_id = 1;
+   * @generated from field: merch.store.v1.Session session = 1;
    */
-  userId: number;
+  session?: Session | undefined;
 };
 
 /**
@@ -179,7 +232,7 @@ export type GetUserRequest = Message<"merch.store.v1.GetUserRequest"> & {
  * Use `create(GetUserRequestSchema)` to create a new message.
  */
 export const GetUserRequestSchema: GenMessage<GetUserRequest> = /*@__PURE__*/
-  messageDesc(file_merch_store_v1_user, 5);
+  messageDesc(file_merch_store_v1_user, 7);
 
 /**
  * @generated from message merch.store.v1.GetUserResponse
@@ -196,16 +249,16 @@ export type GetUserResponse = Message<"merch.store.v1.GetUserResponse"> & {
  * Use `create(GetUserResponseSchema)` to create a new message.
  */
 export const GetUserResponseSchema: GenMessage<GetUserResponse> = /*@__PURE__*/
-  messageDesc(file_merch_store_v1_user, 6);
+  messageDesc(file_merch_store_v1_user, 8);
 
 /**
  * @generated from message merch.store.v1.UpdateUserRequest
  */
 export type UpdateUserRequest = Message<"merch.store.v1.UpdateUserRequest"> & {
   /**
-   * @generated from field: int32 user_id = 1;
+   * @generated from field: merch.store.v1.Session session = 1;
    */
-  userId: number;
+  session?: Session | undefined;
 
   /**
    * @generated from field: optional string username = 2;
@@ -235,7 +288,7 @@ export type UpdateUserRequest = Message<"merch.store.v1.UpdateUserRequest"> & {
  * Use `create(UpdateUserRequestSchema)` to create a new message.
  */
 export const UpdateUserRequestSchema: GenMessage<UpdateUserRequest> = /*@__PURE__*/
-  messageDesc(file_merch_store_v1_user, 7);
+  messageDesc(file_merch_store_v1_user, 9);
 
 /**
  * @generated from message merch.store.v1.UpdateUserResponse
@@ -252,16 +305,16 @@ export type UpdateUserResponse = Message<"merch.store.v1.UpdateUserResponse"> & 
  * Use `create(UpdateUserResponseSchema)` to create a new message.
  */
 export const UpdateUserResponseSchema: GenMessage<UpdateUserResponse> = /*@__PURE__*/
-  messageDesc(file_merch_store_v1_user, 8);
+  messageDesc(file_merch_store_v1_user, 10);
 
 /**
  * @generated from message merch.store.v1.DeactivateUserRequest
  */
 export type DeactivateUserRequest = Message<"merch.store.v1.DeactivateUserRequest"> & {
   /**
-   * @generated from field: int32 user_id = 1;
+   * @generated from field: merch.store.v1.Session session = 1;
    */
-  userId: number;
+  session?: Session | undefined;
 };
 
 /**
@@ -269,7 +322,7 @@ export type DeactivateUserRequest = Message<"merch.store.v1.DeactivateUserReques
  * Use `create(DeactivateUserRequestSchema)` to create a new message.
  */
 export const DeactivateUserRequestSchema: GenMessage<DeactivateUserRequest> = /*@__PURE__*/
-  messageDesc(file_merch_store_v1_user, 9);
+  messageDesc(file_merch_store_v1_user, 11);
 
 /**
  * @generated from message merch.store.v1.DeactivateUserResponse
@@ -286,19 +339,23 @@ export type DeactivateUserResponse = Message<"merch.store.v1.DeactivateUserRespo
  * Use `create(DeactivateUserResponseSchema)` to create a new message.
  */
 export const DeactivateUserResponseSchema: GenMessage<DeactivateUserResponse> = /*@__PURE__*/
-  messageDesc(file_merch_store_v1_user, 10);
+  messageDesc(file_merch_store_v1_user, 12);
 
 /**
- * UserService owns accounts. Password hashes never leave db-service: no message carries one.
- * Callers are trusted internal services (the gateway), which pass the authenticated user id.
+ * UserService owns accounts and their sessions. Password hashes never leave db-service: no
+ * message carries one. Every call needs the store's service credential (UNAUTHENTICATED with
+ * reason service_credential_required otherwise); calls made for a signed-in user name their
+ * Session. The field rules below are the contract's; the REST schemas in gateway/openapi.yaml and
+ * the CHECKs of the database say the same, and db-service/src/rules.test.ts proves it.
  *
  * @generated from service merch.store.v1.UserService
  */
 export const UserService: GenService<{
   /**
    * RegisterUser creates an active account. ALREADY_EXISTS with reason sid_taken,
-   * username_taken or email_taken when a unique field is in use (case-insensitive
-   * for username and email).
+   * username_taken or email_taken when a unique field is in use (case-insensitively);
+   * RESOURCE_EXHAUSTED with reason too_many_registrations when client_address registered too
+   * many accounts lately.
    *
    * @generated from rpc merch.store.v1.UserService.RegisterUser
    */
@@ -308,9 +365,12 @@ export const UserService: GenService<{
     output: typeof RegisterUserResponseSchema;
   },
   /**
-   * AuthenticateUser checks a password. An unknown user and a wrong password both answer
-   * UNAUTHENTICATED with reason invalid_credentials; a deactivated account answers
-   * PERMISSION_DENIED with reason account_deactivated, only after the password matched.
+   * AuthenticateUser checks a password and opens a session. An unknown user and a wrong
+   * password both answer UNAUTHENTICATED with reason invalid_credentials; a deactivated account
+   * answers PERMISSION_DENIED with reason account_deactivated, only after the password matched.
+   * Failed attempts are counted per account and per client_address before the password is
+   * checked, so parallel guesses cannot slip past the limit: RESOURCE_EXHAUSTED with reason
+   * too_many_attempts and a google.rpc.RetryInfo.
    *
    * @generated from rpc merch.store.v1.UserService.AuthenticateUser
    */
@@ -320,7 +380,18 @@ export const UserService: GenService<{
     output: typeof AuthenticateUserResponseSchema;
   },
   /**
-   * GetUser returns an account, active or not; NOT_FOUND with reason user_not_found.
+   * EndSession logs a session out: the token that carried it stops working at once. A session
+   * that has ended already is UNAUTHENTICATED with reason invalid_token, like any call made with it.
+   *
+   * @generated from rpc merch.store.v1.UserService.EndSession
+   */
+  endSession: {
+    methodKind: "unary";
+    input: typeof EndSessionRequestSchema;
+    output: typeof EndSessionResponseSchema;
+  },
+  /**
+   * GetUser returns the session's account.
    *
    * @generated from rpc merch.store.v1.UserService.GetUser
    */
@@ -330,8 +401,9 @@ export const UserService: GenService<{
     output: typeof GetUserResponseSchema;
   },
   /**
-   * UpdateUser changes any of username, email and password. A new password needs the
-   * current one: PERMISSION_DENIED with reason wrong_current_password otherwise.
+   * UpdateUser changes any of username, email and password. A new password needs the current
+   * one (PERMISSION_DENIED with reason wrong_current_password otherwise), and ends every session
+   * of the account, this one included.
    *
    * @generated from rpc merch.store.v1.UserService.UpdateUser
    */
@@ -341,9 +413,7 @@ export const UserService: GenService<{
     output: typeof UpdateUserResponseSchema;
   },
   /**
-   * DeactivateUser marks an account inactive; the row is kept. A deactivated account is
-   * refused, here as in every call made for it: PERMISSION_DENIED with reason
-   * account_deactivated.
+   * DeactivateUser marks the account inactive (the row is kept) and ends all its sessions.
    *
    * @generated from rpc merch.store.v1.UserService.DeactivateUser
    */

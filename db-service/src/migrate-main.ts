@@ -1,0 +1,17 @@
+// Applies db-service's migrations to DATABASE_URL and exits: compose's one-shot db-migrate job
+// (db-service also migrates at start-up; this lets an operator do it first, on its own).
+import { readConfig } from "@merch/kit/config";
+import { createLogger } from "@merch/kit/logger";
+import { migrate } from "./migrate.ts";
+
+const logger = createLogger("db-migrate");
+try {
+  const { databaseUrl } = readConfig((e) => ({
+    databaseUrl: e.required("DATABASE_URL", "postgres://user:password@host:5432/merch"),
+  }));
+  const report = await migrate(databaseUrl);
+  logger.info(report, report.applied.length > 0 ? "migrations applied" : "the database is up to date");
+} catch (err) {
+  logger.fatal({ err }, "migration failed");
+  process.exitCode = 1;
+}

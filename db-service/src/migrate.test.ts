@@ -1,0 +1,114 @@
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { REPO_ROOT } from "@merch/devstack/paths";
+import { startTestPostgres, type TestPostgres } from "@merch/devstack/postgres";
+import postgres from "postgres";
+import { migrate } from "./migrate.ts";
+
+// A store made before migrations existed (by the old db-init/init.sql), with data in it, is
+// upgraded in place by the same migrations that make a new one, and ends up the same.
+
+let pg: TestPostgres;
+let admin: postgres.Sql;
+before(async () => {
+  pg = await startTestPostgres();
+  admin = postgres(pg.url, { max: 1, onnotice: () => {} });
+});
+after(async () => {
+  await admin?.end();
+  await pg?.destroy();
+});
+
+async function newDatabase(name: string): Promise<string> {
+  await admin.unsafe(`CREATE DATABASE ${name}`);
+  const url = new URL(pg.url);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+/** Everything the schema is made of, in a form two databases can be compared by. */
+async function catalog(url: string) {
+  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  try {
+    const columns = await sql`
+      SELECT table_name, column_name, data_type, character_maximum_length, is_nullable, column_default,
+             is_identity, identity_generation, is_generated, generation_expression
+      FROM information_schema.columns WHERE table_schema = 'public' ORDER BY table_name, column_name`;
+    const constraints = await sql`
+      SELECT conrelid::regclass::text AS table_name, conname, pg_get_constraintdef(oid) AS definition
+      FROM pg_constraint WHERE connamespace = 'public'::regnamespace ORDER BY 1, 2`;
+    const indexes = await sql`
+      SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1, 2`;
+    const triggers = await sql`
+      SELECT tgrelid::regclass::text AS table_name, tgname, pg_get_triggerdef(oid) AS definition
+      FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1, 2`;
+    return { columns, constraints, indexes, triggers };
+  } finally {
+    await sql.end();
+  }
+}
+
+test("a database made by the old init.sql, with data, is upgraded in place and matches a new one", async () => {
+  const legacy = await newDatabase("legacy");
+  const sql = postgres(legacy, { max: 1, onnotice: () => {} });
+  try {
+    await sql.unsafe(readFileSync(join(REPO_ROOT, "devstack", "fixtures", "init-before-migrations.sql"), "utf8"));
+    const [alice] = await sql`
+      INSERT INTO users (sid, username, email, password_hash) VALUES ('12110001', 'alice', 'alice@example.com', 'x')
+      RETURNING id`;
+    const [order] = await sql`
+      INSERT INTO orders (user_id, product_id, quantity, unit_price) VALUES (${alice?.id}, 1, 2, 49.99) RETURNING id`;
+    await sql`
+      INSERT INTO idempotency_keys (user_id, key, request_hash, order_id)
+      VALUES (${alice?.id}, 'checkout-1', ${"0".repeat(64)}, ${order?.id})`;
+    await sql`UPDATE products SET stock = 498 WHERE id = 1`;
+
+    const report = await migrate(legacy);
+    assert.equal(report.adopted, true, "the old schema is taken as the first migration");
+    assert.deepEqual(report.applied, ["0001_sessions_throttle_order_keys", "0002_drop_idempotency_keys"]);
+
+    const [kept] = await sql`SELECT id, quantity, total_price, idempotency_key FROM orders`;
+    assert.deepEqual(
+      { ...kept },
+      { id: order?.id, quantity: 2, total_price: "99.98", idempotency_key: "checkout-1" },
+      "the order keeps its key",
+    );
+    assert.deepEqual(
+      (await sql`SELECT username FROM users`).map((r) => r.username),
+      ["alice"],
+    );
+    assert.deepEqual(
+      (await sql`SELECT id, stock FROM products ORDER BY id`).map((r) => [r.id, r.stock]),
+      [
+        [1, 498],
+        [2, 500],
+        [3, 500],
+      ],
+    );
+    const [gone] = await sql`SELECT to_regclass('public.idempotency_keys') IS NULL AS gone`;
+    assert.equal(gone?.gone, true);
+    // A new product continues after the seeded ids, as before.
+    const [added] =
+      await sql`INSERT INTO products (name, category, price, stock) VALUES ('New', 'T', 1, 1) RETURNING id`;
+    assert.equal(added?.id, 4);
+    await sql`DELETE FROM products WHERE id = 4`;
+  } finally {
+    await sql.end();
+  }
+
+  assert.deepEqual(await migrate(legacy), { applied: [], adopted: false }, "a second run changes nothing");
+  const fresh = await newDatabase("fresh");
+  const made = await migrate(fresh);
+  assert.equal(made.adopted, false);
+  assert.equal(made.applied.length, 3);
+  assert.deepEqual(await catalog(legacy), await catalog(fresh));
+});
+
+test("replicas starting together migrate once", async () => {
+  const url = await newDatabase("together");
+  const reports = await Promise.all(Array.from({ length: 4 }, () => migrate(url)));
+  assert.equal(reports.filter((r) => r.applied.length === 3).length, 1);
+  assert.equal(reports.filter((r) => r.applied.length === 0).length, 3);
+});

@@ -1,0 +1,147 @@
+import { create } from "@bufbuild/protobuf";
+import {
+  type ConnectRouter,
+  createContextKey,
+  type HandlerContext,
+  type Interceptor,
+  type ServiceImpl,
+} from "@connectrpc/connect";
+import {
+  OrderSchema,
+  OrderStatus,
+  ProductSchema,
+  type Order as ShopOrder,
+  type Product as ShopProduct,
+  ShopService,
+  type User as ShopUser,
+  UserSchema,
+} from "@merch/gen/merch/shop/v1/shop_pb";
+import { type Order, OrderStatus as StoreOrderStatus } from "@merch/gen/merch/store/v1/order_pb";
+import type { Product } from "@merch/gen/merch/store/v1/product_pb";
+import type { User } from "@merch/gen/merch/store/v1/user_pb";
+import { validation } from "@merch/kit/errors";
+import type { FastifyRequest } from "fastify";
+import type { Authenticated, RequestInfo, Store } from "./store.ts";
+
+// merch.shop.v1.ShopService: the REST API's twin for browsers and RPC clients, an adapter from
+// Connect to the same Store the REST routes use.
+
+/** The Fastify request a call arrived on (connect-fastify's contextValues puts it there). */
+export const kRequest = createContextKey<FastifyRequest | undefined>(undefined, { description: "fastify request" });
+const kAuth = createContextKey<Authenticated | undefined>(undefined, { description: "authenticated caller" });
+
+/** The methods anyone may call; every other one needs a Bearer token. */
+const OPEN = new Set(["ListProducts", "GetProduct", "Register", "Login"]);
+
+function infoOf(req: FastifyRequest | undefined): RequestInfo {
+  return { requestId: req?.id ?? "", clientAddress: req?.ip ?? "" };
+}
+
+// The internal and public messages have the same fields; only their names differ.
+function product({ $typeName: _, ...fields }: Product): ShopProduct {
+  return create(ProductSchema, fields);
+}
+
+function user(u: User | undefined): ShopUser {
+  if (!u) throw new Error("db-service sent no user");
+  const { $typeName: _, ...fields } = u;
+  return create(UserSchema, fields);
+}
+
+function order({ $typeName: _, status, ...fields }: Order): ShopOrder {
+  return create(OrderSchema, {
+    ...fields,
+    status: status === StoreOrderStatus.CANCELLED ? OrderStatus.CANCELLED : OrderStatus.PLACED,
+  });
+}
+
+/**
+ * Checks the Bearer token of every call that needs one, with the same verifier the REST routes
+ * use, and hands the caller to the handler in the call's context values.
+ */
+function authentication(store: Store): Interceptor {
+  return (next) => async (req) => {
+    if (!OPEN.has(req.method.name)) {
+      const fastify = req.contextValues.get(kRequest);
+      const auth = await store.authenticate(infoOf(fastify), req.header.get("authorization"));
+      req.contextValues.set(kAuth, auth);
+      if (fastify) fastify.userId = auth.subject.userId;
+    }
+    return next(req);
+  };
+}
+
+function shopService(store: Store): ServiceImpl<typeof ShopService> {
+  const info = (ctx: HandlerContext) => infoOf(ctx.values.get(kRequest));
+  const auth = (ctx: HandlerContext): Authenticated => {
+    const caller = ctx.values.get(kAuth);
+    if (caller === undefined) throw new Error("ShopService reached without authentication");
+    return caller;
+  };
+  return {
+    async listProducts(_req, ctx) {
+      return { products: (await store.listProducts(info(ctx))).map(product) };
+    },
+    async getProduct(req, ctx) {
+      return { product: product(await store.getProduct(info(ctx), req.id)) };
+    },
+    async register(req, ctx) {
+      const created = await store.register(info(ctx), req);
+      const fastify = ctx.values.get(kRequest);
+      if (fastify) fastify.userId = created.id;
+      return { user: user(created) };
+    },
+    async login(req, ctx) {
+      if (req.login.case === undefined) throw new Error("validation lets no login through without a name");
+      const res = await store.login(info(ctx), { case: req.login.case, value: req.login.value }, req.password);
+      const fastify = ctx.values.get(kRequest);
+      if (fastify) fastify.userId = res.user.id;
+      return { token: res.token, expiresIn: res.expiresIn, user: user(res.user) };
+    },
+    async logout(_req, ctx) {
+      await store.logout(auth(ctx));
+      return {};
+    },
+    async getMe(_req, ctx) {
+      return { user: user(await store.me(auth(ctx))) };
+    },
+    async updateMe(req, ctx) {
+      return { user: user(await store.updateMe(auth(ctx), req)) };
+    },
+    async deactivateMe(_req, ctx) {
+      await store.deactivateMe(auth(ctx));
+      return {};
+    },
+    async listOrders(req, ctx) {
+      const page = await store.listOrders(auth(ctx), { pageSize: req.pageSize, pageToken: req.pageToken });
+      return { orders: page.orders.map(order), nextPageToken: page.nextPageToken };
+    },
+    async placeOrder(req, ctx) {
+      const placed = await store.placeOrder(auth(ctx), {
+        productId: req.productId,
+        quantity: req.quantity,
+        idempotencyKey: req.idempotencyKey === "" ? undefined : req.idempotencyKey,
+      });
+      return { order: order(placed.order), replayed: placed.replayed };
+    },
+    async getOrder(req, ctx) {
+      return { order: order(await store.getOrder(auth(ctx), req.id)) };
+    },
+    async cancelOrder(req, ctx) {
+      return { order: order(await store.cancelOrder(auth(ctx), req.id)) };
+    },
+  };
+}
+
+/** The routes and interceptors connect-fastify mounts on the gateway. */
+export function shopRoutes(store: Store) {
+  return {
+    routes(router: ConnectRouter) {
+      router.service(ShopService, shopService(store));
+    },
+    // Validation first (bad input costs no token check), then authentication.
+    interceptors: [...validation(), authentication(store)],
+  };
+}
+
+export { ShopService };

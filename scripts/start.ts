@@ -1,9 +1,13 @@
-// `npm start`: the whole store on this machine, on embedded defaults.
-//   PostgreSQL 17 (embedded, data in $DATA_DIR/pg) unless DATABASE_URL is set,
-//   db-service :50051, log-service :50052 (file sink unless KAFKA_BROKERS is set), gateway :8080.
-import { rmSync, writeFileSync } from "node:fs";
+// `npm start`: the whole store on this machine, on embedded defaults, supervised.
+//   PostgreSQL 17 (embedded, data in $DATA_DIR/pg) unless DATABASE_URL is set, db-service :50051
+//   and log-service :50052 on loopback only (file sink unless KAFKA_BROKERS is set), gateway :8080.
+// A process that dies is started again with backoff; npm start exits non-zero only when one keeps
+// dying (devstack/src/supervisor.ts).
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { startStack } from "@merch/devstack/stack";
+import { Supervisor } from "@merch/devstack/supervisor";
 import { readConfig } from "@merch/kit/config";
 
 const env = readConfig((e) => ({
@@ -11,70 +15,98 @@ const env = readConfig((e) => ({
   databaseUrl: e.optional("DATABASE_URL"),
   kafkaBrokers: e.optional("KAFKA_BROKERS"),
   jwtSecret: e.optional("JWT_SECRET"),
+  serviceCredential: e.optional("SERVICE_CREDENTIAL"),
   gatewayPort: e.int("GATEWAY_PORT", 8080, 1, 65535),
   dbPort: e.int("DB_SERVICE_PORT", 50051, 1, 65535),
   logPort: e.int("LOG_SERVICE_PORT", 50052, 1, 65535),
   pgPort: e.int("PG_PORT", 54329, 1, 65535),
 }));
 
+/** A secret kept in the data directory, readable by its owner only, made on first use. */
+function keptSecret(name: string, given: string | undefined): string {
+  if (given !== undefined) return given;
+  const file = join(env.dataDir, name);
+  if (existsSync(file)) return readFileSync(file, "utf8").trim();
+  const secret = randomBytes(32).toString("hex");
+  writeFileSync(file, `${secret}\n`, { mode: 0o600 });
+  return secret;
+}
+
 console.log(`Starting the SUSTech Merch Store (data in ${env.dataDir})...`);
+mkdirSync(env.dataDir, { recursive: true, mode: 0o700 });
+const credentialFile = join(env.dataDir, "service-credential");
 const stack = await startStack({
   dataDir: env.dataDir,
   databaseUrl: env.databaseUrl,
   kafkaBrokers: env.kafkaBrokers,
-  jwtSecret: env.jwtSecret,
+  // Kept, so that tokens survive a restart of the store.
+  jwtSecret: keptSecret("jwt-secret", env.jwtSecret),
+  serviceCredential: keptSecret("service-credential", env.serviceCredential),
   ports: { gateway: env.gatewayPort, "db-service": env.dbPort, "log-service": env.logPort },
   postgresPort: env.pgPort,
   output: "inherit",
 });
 
-// Where the running store is, for the operator tools (npm run db:psql, db:reset, logs).
+// Where the running store is, for the operator tools (npm run db:psql, db:reset, logs). It holds
+// the database's password: its owner alone may read it.
 const stateFile = join(env.dataDir, "store.json");
-writeFileSync(
-  stateFile,
-  `${JSON.stringify(
-    {
-      gatewayUrl: stack.gatewayUrl,
-      dbServiceUrl: stack.services["db-service"].url,
-      logServiceUrl: stack.services["log-service"].url,
-      databaseUrl: stack.databaseUrl,
-      kafkaBrokers: env.kafkaBrokers ?? null,
-      pid: process.pid,
-    },
-    null,
-    2,
-  )}\n`,
-);
+const writeState = (restarts: Readonly<Record<string, number>>) =>
+  writeFileSync(
+    stateFile,
+    `${JSON.stringify(
+      {
+        gatewayUrl: stack.gatewayUrl,
+        dbServiceUrl: stack.services["db-service"].url,
+        logServiceUrl: stack.services["log-service"].url,
+        databaseUrl: stack.databaseUrl,
+        serviceCredentialFile: env.serviceCredential === undefined ? credentialFile : null,
+        kafkaBrokers: env.kafkaBrokers ?? null,
+        pid: process.pid,
+        restarts,
+      },
+      null,
+      2,
+    )}\n`,
+    { mode: 0o600 },
+  );
+writeState({});
 
 console.log(`
   The SUSTech Merch Store is ready.
 
   REST API        ${stack.gatewayUrl}          (try: curl ${stack.gatewayUrl}/products)
+  Storefront      ${stack.gatewayUrl}/shop/
   API reference   ${stack.gatewayUrl}/docs
-  db-service      ${stack.services["db-service"].url}     (gRPC, gRPC-Web, Connect)
+  db-service      ${stack.services["db-service"].url}     (gRPC, gRPC-Web, Connect; loopback only)
   log-service     ${stack.services["log-service"].url}     (${env.kafkaBrokers ? `Kafka ${env.kafkaBrokers}` : `file ${resolve(env.dataDir, "log-channel.jsonl")}`})
-  PostgreSQL      ${stack.postgres ? `${stack.databaseUrl} (embedded, data in ${stack.postgres.dataDir})` : "external (DATABASE_URL)"}
+  PostgreSQL      ${stack.postgres ? `127.0.0.1:${stack.postgres.port} (embedded, data in ${stack.postgres.dataDir})` : "external (DATABASE_URL)"}
+  Service credential for buf curl / grpcurl: ${env.serviceCredential === undefined ? credentialFile : "SERVICE_CREDENTIAL"}
 
   Ctrl-C stops everything.
 `);
 
 let stopping = false;
-const stop = async () => {
+const stop = async (code: number) => {
   if (stopping) return;
   stopping = true;
+  supervisor.stop();
   console.log("Stopping...");
   await stack.stop();
   rmSync(stateFile, { force: true });
   console.log("Stopped.");
-  process.exit(0);
+  process.exit(code);
 };
-process.on("SIGINT", stop);
-process.on("SIGTERM", stop);
+
+const supervisor = new Supervisor({
+  log: (message) => console.error(`[npm start] ${message}`),
+  onGiveUp: () => void stop(1),
+  onRestart: writeState,
+});
 for (const service of Object.values(stack.services)) {
-  service.exited().then((code) => {
-    if (!stopping) {
-      console.error(`${service.name} exited unexpectedly (${code}); stopping the store.`);
-      void stop();
-    }
-  });
+  supervisor.watch({ name: service.name, exited: () => service.exited(), restart: () => service.start() });
 }
+const postgres = stack.postgres;
+if (postgres) supervisor.watch({ name: "postgres", exited: () => postgres.exited(), restart: () => postgres.start() });
+
+process.on("SIGINT", () => void stop(0));
+process.on("SIGTERM", () => void stop(0));

@@ -231,3 +231,12 @@ export function toConnectError(err: unknown): ConnectError {
       return rpcError(ErrorReason.INTERNAL, "internal error");
   }
 }
+
+/** postgres.js's known crash on a connection whose socket is already gone (see server.ts). */
+export function isDriverWriteFault(err: unknown): boolean {
+  return (
+    err instanceof TypeError &&
+    /Cannot read properties of null \(reading 'write'\)/.test(err.message) &&
+    /postgres[/\\]src[/\\]connection\.js/.test(err.stack ?? "")
+  );
+}

@@ -42,8 +42,8 @@ export interface PostgresServer {
   /** Stops every process of the server (postmaster and backends): a frozen, silent database. */
   freeze(): void;
   thaw(): void;
-  /** Resolves when the server process exits, however it ends. */
-  exited(): Promise<void>;
+  /** Resolves with the exit code (or signal) when the server process exits, however it ends. */
+  exited(): Promise<number | string>;
 }
 
 export interface StartOptions {
@@ -123,7 +123,7 @@ function run(file: string, args: string[], account: { uid: number; gid: number }
     let output = "";
     const collect = (d: Buffer) => {
       output += d.toString();
-      appendFileSync(log, d);
+      appendFileSync(log, d, { mode: 0o600 });
     };
     child.stdout.on("data", collect);
     child.stderr.on("data", collect);
@@ -142,6 +142,9 @@ function clusterDir(wanted: string, account: { uid: number; gid: number } | unde
   const existing = (dir: string): string => (existsSync(dir) ? dir : existing(dirname(dir)));
   if (account === undefined || reachable(join(existing(wanted), "x"), account)) return wanted;
   const id = createHash("sha256").update(resolve(wanted)).digest("hex").slice(0, 16);
+  mkdirSync(RELOCATED_ROOT, { recursive: true });
+  // Only `postgres` needs to pass through; nobody may list what is here.
+  chmodSync(RELOCATED_ROOT, 0o711);
   return join(RELOCATED_ROOT, id, "pg");
 }
 
@@ -207,17 +210,17 @@ export async function startPostgres(opts: StartOptions): Promise<PostgresServer>
     ...(opts.fast ? ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"] : []),
   ];
   let server: ChildProcess | undefined;
-  let exited: Promise<void> = Promise.resolve();
+  let exited: Promise<number | string> = Promise.resolve("not started");
   const stopOnExit = () => server?.kill("SIGINT");
   const start = async () => {
     const child = spawn(bins.postgres, flags, { ...account, stdio: ["ignore", "ignore", "pipe"] });
     server = child;
-    exited = new Promise((resolve) => child.once("exit", () => resolve()));
+    exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve(code ?? signal ?? "unknown")));
     process.once("exit", stopOnExit);
     await new Promise<void>((resolve, reject) => {
       let output = "";
       child.stderr.on("data", (d: Buffer) => {
-        appendFileSync(logFile, d);
+        appendFileSync(logFile, d, { mode: 0o600 });
         if (output.length < 64 * 1024) output += d.toString();
         if (output.includes("ready to accept connections")) resolve();
       });

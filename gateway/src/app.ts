@@ -87,6 +87,9 @@ export async function buildGateway(
         ? (_address: string, hop: number) => hop < (config.trustProxy as number)
         : config.trustProxy,
     requestTimeout: config.http.requestTimeoutMs,
+    // Node checks those timeouts only this often (30 s by default): a slow client is cut within a
+    // second of its deadline instead.
+    http: { connectionsCheckingInterval: 1000, headersTimeout: config.http.headersTimeoutMs },
     connectionTimeout: config.http.connectionTimeoutMs,
     keepAliveTimeout: config.http.keepAliveTimeoutMs,
     // Our own 503 answers the requests that arrive while closing (onRequest below).
@@ -102,7 +105,6 @@ export async function buildGateway(
     // request that took too long to arrive) are answered as problem details too.
     clientErrorHandler: (err, socket) => answerClientError(err, socket, events),
   });
-  app.server.headersTimeout = config.http.headersTimeoutMs;
   app.server.maxConnections = config.http.maxConnections;
 
   app.setValidatorCompiler(validatorCompiler());

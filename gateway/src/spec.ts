@@ -120,3 +120,11 @@ export function routeSpecs(doc: OpenApiDocument): RouteSpec[] {
   }
   return routes;
 }
+
+/** The problem `code`s the document lists (components.schemas.Problem.properties.code.enum). */
+export function problemCodes(doc: OpenApiDocument = loadSpec()): string[] {
+  const problem = doc.components.schemas?.Problem as { properties?: { code?: { enum?: unknown } } } | undefined;
+  const codes = problem?.properties?.code?.enum;
+  if (!Array.isArray(codes)) throw new Error("openapi.yaml: Problem.code has no enum");
+  return codes.map(String);
+}

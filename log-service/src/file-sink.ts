@@ -41,7 +41,8 @@ export class FileSink implements Sink {
   static async open(dataDir: string, counters: Counters, logger: Logger): Promise<FileSink> {
     await mkdir(dataDir, { recursive: true });
     const path = join(dataDir, CHANNEL_FILE);
-    const file = await open(path, "a");
+    // The events are the store's users' doings: readable by log-service's own account only.
+    const file = await open(path, "a", 0o600);
     const { size } = await file.stat();
     logger.info({ path }, "no KAFKA_BROKERS: writing the log channel to a file");
     return new FileSink(path, file, size, counters, logger);

@@ -60,7 +60,8 @@ export class Spool {
 
   /** Opens the spool in `dir`, recovering what a previous run left (torn last lines are cut). */
   static async open(dir: string, maxBytes: number): Promise<Spool> {
-    await mkdir(dir, { recursive: true });
+    // The events are the store's users' doings: readable by log-service's own account only.
+    await mkdir(dir, { recursive: true, mode: 0o700 });
     const names = (await readdir(dir)).filter((n) => SEGMENT.test(n)).sort();
     let segments: Segment[] = [];
     for (const name of names) {
@@ -230,7 +231,7 @@ export class Spool {
       this.#segments.push(segment);
     }
     if (this.#tail === undefined) {
-      this.#tail = await open(segmentPath(this.dir, segment.seq), "a");
+      this.#tail = await open(segmentPath(this.dir, segment.seq), "a", 0o600);
       // The new file's directory entry must survive a crash as well as its contents.
       await syncDir(this.dir);
     }
@@ -264,7 +265,7 @@ async function readHead(dir: string): Promise<Position | undefined> {
 // Not fsynced: losing an update only replays a batch again, and the rename is atomic.
 async function writeHead(dir: string, head: Position): Promise<void> {
   const tmp = join(dir, `${HEAD_FILE}.tmp`);
-  await writeFile(tmp, JSON.stringify(head));
+  await writeFile(tmp, JSON.stringify(head), { mode: 0o600 });
   await rename(tmp, join(dir, HEAD_FILE));
 }
 

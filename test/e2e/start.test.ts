@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
@@ -8,7 +8,8 @@ import { REPO_ROOT } from "@merch/devstack/paths";
 import { freePort } from "@merch/devstack/ports";
 
 // `npm start` as a user runs it: one command, the whole store on embedded defaults, data kept
-// between runs, Ctrl-C stops everything.
+// between runs, processes that die started again, internal ports on loopback only, secrets
+// readable by their owner only, Ctrl-C stops everything.
 
 const dataDir = mkdtempSync(join(tmpdir(), "merch-start-"));
 chmodSync(dataDir, 0o755);
@@ -45,13 +46,53 @@ async function startStore(ports: { gateway: number; db: number; log: number; pg:
   return { child, exited, output: () => output };
 }
 
+/** The local addresses the process listens on (TCP), read from /proc as `ss -ltnp` would. */
+function listening(pid: number): string[] {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const target = readlinkSync(`/proc/${pid}/fd/${fd}`);
+      const m = /^socket:\[(\d+)\]$/.exec(target);
+      if (m?.[1]) inodes.add(m[1]);
+    } catch {
+      // closed meanwhile
+    }
+  }
+  const out: string[] = [];
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    for (const line of readFileSync(table, "utf8").split("\n").slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      const [local, state, inode] = [cols[1], cols[3], cols[9]];
+      if (state !== "0A" || !local || !inode || !inodes.has(inode)) continue; // 0A: LISTEN
+      const [hex, port] = local.split(":");
+      const address =
+        hex?.length === 8
+          ? (hex.match(/../g) ?? [])
+              .reverse()
+              .map((b) => Number.parseInt(b, 16))
+              .join(".")
+          : hex === "00000000000000000000000000000000"
+            ? "::"
+            : `ipv6:${hex}`;
+      out.push(`${address}:${Number.parseInt(port ?? "0", 16)}`);
+    }
+  }
+  return out.sort();
+}
+
+function pidOn(port: number): number {
+  const out = execFileSync("ss", ["-Hltnp", `sport = :${port}`], { encoding: "utf8" });
+  const pid = /pid=(\d+)/.exec(out)?.[1];
+  assert.ok(pid, `nothing listens on ${port}: ${out}`);
+  return Number(pid);
+}
+
 test("npm start runs the store, prints its URLs, keeps data between runs and stops on Ctrl-C", async () => {
   const ports = { gateway: await freePort(), db: await freePort(), log: await freePort(), pg: await freePort() };
   const base = `http://127.0.0.1:${ports.gateway}`;
 
   const first = await startStore(ports);
   assert.match(first.output(), new RegExp(`REST API\\s+http://127\\.0\\.0\\.1:${ports.gateway}`));
-  assert.match(first.output(), /JWT_SECRET is not set/, "a loud warning about the development secret");
   const products = (await (await fetch(`${base}/products`)).json()) as { name: string }[];
   assert.equal(products.length, 3);
   const account = { sid: "S1", username: "starter", email: "starter@example.com", password: "start me up!" };
@@ -66,6 +107,35 @@ test("npm start runs the store, prints its URLs, keeps data between runs and sto
   const state = JSON.parse(readFileSync(join(dataDir, "store.json"), "utf8")) as Record<string, string>;
   assert.equal(state.gatewayUrl, base);
   assert.match(state.databaseUrl ?? "", new RegExp(`^postgres://.+@127\\.0\\.0\\.1:${ports.pg}/merch$`));
+  assert.doesNotMatch(state.databaseUrl ?? "", /merch-local/, "the embedded database has a password of its own");
+  // Secrets and the state file (which holds the database password) are their owner's alone.
+  for (const file of ["store.json", "service-credential", "jwt-secret", "log-channel.jsonl"]) {
+    assert.equal(statSync(join(dataDir, file)).mode & 0o777, 0o600, file);
+  }
+  const credential = readFileSync(join(dataDir, "service-credential"), "utf8").trim();
+  assert.ok(credential.length >= 32);
+  // Only the gateway is reachable from other machines.
+  assert.deepEqual(listening(pidOn(ports.db)), [`127.0.0.1:${ports.db}`]);
+  assert.deepEqual(listening(pidOn(ports.log)), [`127.0.0.1:${ports.log}`]);
+  assert.deepEqual(listening(pidOn(ports.pg)), [`127.0.0.1:${ports.pg}`]);
+  assert.deepEqual(listening(pidOn(ports.gateway)), [`0.0.0.0:${ports.gateway}`]);
+  const login = await fetch(`${base}/users/login`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ username: account.username, password: account.password }),
+  });
+  const { token } = (await login.json()) as { token: string };
+
+  // A service that dies is started again; so is PostgreSQL.
+  process.kill(pidOn(ports.db), "SIGKILL");
+  await untilOk(`${base}/users/me`, token);
+  process.kill(pidOn(ports.pg), "SIGKILL");
+  await untilOk(`${base}/users/me`, token);
+  const restarts = (
+    JSON.parse(readFileSync(join(dataDir, "store.json"), "utf8")) as { restarts: Record<string, number> }
+  ).restarts;
+  assert.deepEqual(restarts, { "db-service": 1, "log-service": 0, gateway: 0, postgres: 1 });
+  assert.match(first.output(), /\[npm start\] db-service ended unexpectedly \(SIGKILL\); restarting/);
 
   first.child.kill("SIGINT");
   assert.equal(await first.exited, 0);
@@ -80,12 +150,34 @@ test("npm start runs the store, prints its URLs, keeps data between runs and sto
   assert.match(readFileSync(channel, "utf8"), /"event":"user.registered"/);
 
   const second = await startStore(ports);
-  const login = await fetch(`${base}/users/login`, {
+  const again = await fetch(`${base}/users/login`, {
     method: "POST",
     headers: { "content-type": "application/json" },
     body: JSON.stringify({ username: account.username, password: account.password }),
   });
-  assert.equal(login.status, 200, "the account survived the restart");
+  assert.equal(again.status, 200, "the account survived the restart");
+  const me = await fetch(`${base}/users/me`, { headers: { authorization: `Bearer ${token}` } });
+  assert.equal(me.status, 200, "so did the first run's token (its secret and session are kept)");
   second.child.kill("SIGTERM");
   assert.equal(await second.exited, 0);
 });
+
+/** Waits until the URL answers 200 with the token: the store has recovered. */
+async function untilOk(url: string, token: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = "";
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(url, {
+        headers: { authorization: `Bearer ${token}` },
+        signal: AbortSignal.timeout(2000),
+      });
+      if (res.status === 200) return;
+      last = `${res.status} ${await res.text()}`;
+    } catch (err) {
+      last = String(err);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.fail(`${url} did not recover within ${timeoutMs} ms: ${last}`);
+}

@@ -1,0 +1,94 @@
+// Keeps the store's processes running, as an init system would: `npm start` supervises the three
+// services and the embedded PostgreSQL with this. Compose does the same with `restart:`.
+
+export interface Supervised {
+  readonly name: string;
+  /** Resolves when the current process ends, however it ends. */
+  exited(): Promise<unknown>;
+  /** Starts it again after it ended. */
+  restart(): Promise<void> | void;
+}
+
+export interface SupervisorOptions {
+  /** First wait before a restart; it doubles with each restart in a row, up to maxDelayMs. */
+  minDelayMs?: number;
+  maxDelayMs?: number;
+  /** A process that stayed up this long starts again from minDelayMs. */
+  stableAfterMs?: number;
+  /** More restarts than this within windowMs and the supervisor gives up. */
+  maxRestarts?: number;
+  windowMs?: number;
+  log: (message: string) => void;
+  /** Called once when a process keeps failing: the caller stops everything and exits non-zero. */
+  onGiveUp: (name: string) => void;
+  /** Called after each restart, with the counts so far (for the store's state file). */
+  onRestart?: (counts: Readonly<Record<string, number>>) => void;
+}
+
+export class Supervisor {
+  readonly #opts: Required<Omit<SupervisorOptions, "onRestart">> & Pick<SupervisorOptions, "onRestart">;
+  readonly #counts: Record<string, number> = {};
+  #stopping = false;
+  readonly #timers = new Set<NodeJS.Timeout>();
+
+  constructor(opts: SupervisorOptions) {
+    this.#opts = {
+      minDelayMs: 500,
+      maxDelayMs: 30_000,
+      stableAfterMs: 60_000,
+      maxRestarts: 10,
+      windowMs: 10 * 60_000,
+      ...opts,
+    };
+  }
+
+  /** Restarts in the order given. */
+  get restarts(): Readonly<Record<string, number>> {
+    return this.#counts;
+  }
+
+  watch(process: Supervised): void {
+    this.#counts[process.name] = 0;
+    let delay = this.#opts.minDelayMs;
+    const recent: number[] = [];
+    const follow = (startedAt: number) => {
+      void process.exited().then((how) => {
+        if (this.#stopping) return;
+        const now = Date.now();
+        if (now - startedAt >= this.#opts.stableAfterMs) delay = this.#opts.minDelayMs;
+        recent.push(now);
+        while (recent.length > 0 && now - (recent[0] ?? now) > this.#opts.windowMs) recent.shift();
+        if (recent.length > this.#opts.maxRestarts) {
+          this.#opts.log(
+            `${process.name} ended (${String(how)}) ${recent.length} times within ${this.#opts.windowMs / 60_000} min: giving up`,
+          );
+          this.#opts.onGiveUp(process.name);
+          return;
+        }
+        this.#opts.log(`${process.name} ended unexpectedly (${String(how)}); restarting in ${delay} ms`);
+        const timer = setTimeout(async () => {
+          this.#timers.delete(timer);
+          if (this.#stopping) return;
+          try {
+            await process.restart();
+            this.#counts[process.name] = (this.#counts[process.name] ?? 0) + 1;
+            this.#opts.log(`${process.name} restarted (${this.#counts[process.name]} restarts so far)`);
+            this.#opts.onRestart?.(this.#counts);
+          } catch (err) {
+            this.#opts.log(`${process.name} did not start again: ${err instanceof Error ? err.message : String(err)}`);
+          }
+          follow(Date.now());
+        }, delay);
+        this.#timers.add(timer);
+        delay = Math.min(delay * 2, this.#opts.maxDelayMs);
+      });
+    };
+    follow(Date.now());
+  }
+
+  /** No more restarts: the processes are being stopped on purpose. */
+  stop(): void {
+    this.#stopping = true;
+    for (const timer of this.#timers) clearTimeout(timer);
+  }
+}

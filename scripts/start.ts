@@ -7,7 +7,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { startStack } from "@merch/devstack/stack";
-import { Supervisor } from "@merch/devstack/supervisor";
+import { superviseStack } from "@merch/devstack/supervisor";
 import { readConfig } from "@merch/kit/config";
 
 const env = readConfig((e) => ({
@@ -97,16 +97,11 @@ const stop = async (code: number) => {
   process.exit(code);
 };
 
-const supervisor = new Supervisor({
+const supervisor = superviseStack(stack, {
   log: (message) => console.error(`[npm start] ${message}`),
   onGiveUp: () => void stop(1),
   onRestart: writeState,
 });
-for (const service of Object.values(stack.services)) {
-  supervisor.watch({ name: service.name, exited: () => service.exited(), restart: () => service.start() });
-}
-const postgres = stack.postgres;
-if (postgres) supervisor.watch({ name: "postgres", exited: () => postgres.exited(), restart: () => postgres.start() });
 
 process.on("SIGINT", () => void stop(0));
 process.on("SIGTERM", () => void stop(0));

@@ -10,7 +10,7 @@ import * as schema from "./schema.ts";
 export type Db = PostgresJsDatabase<typeof schema>;
 
 /** How often the database is asked whether it answers, and how long an answer may take. */
-const PING_INTERVAL_MS = 250;
+const PING_INTERVAL_MS = 200;
 const PING_TIMEOUT_MS = 500;
 
 export interface Database {
@@ -19,6 +19,8 @@ export interface Database {
   readonly db: Db;
   /** Whether the database answered the last ping. */
   readonly up: boolean;
+  /** Aborted the moment the database is found down (a new signal once it is back up). */
+  readonly downSignal: AbortSignal;
   /**
    * Runs work on the database. While it is down, fails at once; when it goes down meanwhile,
    * fails at once too, without waiting for a frozen server: DATABASE_UNAVAILABLE either way.
@@ -54,7 +56,7 @@ function openPool(config: PoolConfig): postgres.Sql {
 }
 
 /**
- * The database, watched. A dedicated connection pings it every 250 ms; a ping that fails or takes
+ * The database, watched. A dedicated connection pings it every 200 ms; a ping that fails or takes
  * longer than 500 ms (a server that is gone, or frozen and silent) marks it down at once, and the
  * pool is given up, so no call waits on a dead or frozen server: calls fail in well under a second.
  * The first ping that succeeds again brings a new pool, free of the old one's dead connections and
@@ -66,20 +68,22 @@ export function openDatabase(config: PoolConfig, logger: Logger): Database {
   let up = false;
   let closed = false;
   const listeners: ((up: boolean) => void)[] = [];
-  const downWaiters = new Set<() => void>();
+  let down = new AbortController();
+  down.abort();
 
   const set = (now: boolean, why?: string) => {
     if (now === up) return;
     up = now;
     logger[now ? "info" : "warn"]({ database: now ? "up" : "down", why }, "database health changed");
     if (!now) {
-      for (const wake of downWaiters) wake();
+      down.abort();
       // Calls in flight on the old pool fail now instead of waiting for the server; a
       // transaction that had not committed is rolled back by the server when its socket closes.
       void sql.end({ timeout: 0 }).catch(() => {});
     } else {
       sql = openPool(config);
       db = drizzle({ client: sql, schema });
+      down = new AbortController();
     }
     for (const listener of listeners) listener(now);
   };
@@ -131,19 +135,13 @@ export function openDatabase(config: PoolConfig, logger: Logger): Database {
     get up() {
       return up;
     },
+    get downSignal() {
+      return down.signal;
+    },
     async run(work) {
       await started;
       if (!up) throw databaseUnavailable();
-      let wake = () => {};
-      const down = new Promise<never>((_, reject) => {
-        wake = () => reject(databaseUnavailable());
-        downWaiters.add(wake);
-      });
-      try {
-        return await Promise.race([work(db), down]);
-      } finally {
-        downWaiters.delete(wake);
-      }
+      return whileUp(work(db), down.signal, databaseUnavailable);
     },
     onChange(listener) {
       listeners.push(listener);
@@ -157,6 +155,34 @@ export function openDatabase(config: PoolConfig, logger: Logger): Database {
       await Promise.all([sql.end({ timeout: 5 }), pinger?.end({ timeout: 1 })]);
     },
   };
+}
+
+/**
+ * Settles with the work, or rejects with `refusal()` as soon as `signal` aborts: a frozen server
+ * never answers, and a caller must not wait for it. The work is left to fail on its own.
+ */
+export function whileUp<T>(work: Promise<T>, signal: AbortSignal, refusal: () => Error): Promise<T> {
+  if (signal.aborted) {
+    work.catch(() => {});
+    return Promise.reject(refusal());
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onDown = () => {
+      work.catch(() => {});
+      reject(refusal());
+    };
+    signal.addEventListener("abort", onDown, { once: true });
+    work.then(
+      (v) => {
+        signal.removeEventListener("abort", onDown);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener("abort", onDown);
+        reject(e);
+      },
+    );
+  });
 }
 
 // postgres.js error codes and SQLSTATEs that mean "the database cannot be reached right now".

@@ -3,7 +3,7 @@ import { ErrorReason } from "@merch/kit/reasons";
 import { sql } from "drizzle-orm";
 import type { PgDatabase } from "drizzle-orm/pg-core";
 import type { PostgresJsQueryResultHKT } from "drizzle-orm/postgres-js";
-import { type Database, databaseUnavailable, isServerAnswer } from "./db.ts";
+import { type Database, databaseUnavailable, isServerAnswer, whileUp } from "./db.ts";
 import type * as schema from "./schema.ts";
 
 /** What a write runs its statement on: the batch's transaction. */
@@ -35,6 +35,9 @@ const outcomeUnknown = () =>
 
 /** Thrown inside a batch's transaction to roll it back because some caller gave up. */
 class CallerGone extends Error {}
+
+/** The database was found down while the batch ran. */
+class DatabaseDown extends Error {}
 
 /**
  * Group commit for the order path. Every order and cancellation is one statement that holds a
@@ -115,8 +118,11 @@ export class WriteBatcher {
     const deadline = Math.min(...batch.map((p) => p.caller.deadline));
     let results: PromiseSettledResult<unknown>[] | undefined;
     let committing = false;
+    // When the database is found down mid-batch, the callers are answered at once instead of
+    // waiting for a frozen server; the transaction is abandoned and may never reach COMMIT.
+    const down = this.#database.downSignal;
     try {
-      await this.#database.db.transaction(async (tx) => {
+      const transaction = this.#database.db.transaction(async (tx) => {
         if (Number.isFinite(deadline)) {
           const ms = Math.max(1, Math.floor(deadline - Date.now()));
           // Pipelined with the statements, no round trip of its own; if it fails, they fail too.
@@ -125,10 +131,18 @@ export class WriteBatcher {
         results = await Promise.allSettled(batch.map((p) => p.work(tx)));
         const failed = results.find((r) => r.status === "rejected");
         if (failed) throw failed.reason;
-        if (batch.some((p) => p.caller.signal.aborted || p.caller.deadline <= Date.now())) throw new CallerGone();
+        const gone = batch.some((p) => p.caller.signal.aborted || p.caller.deadline <= Date.now());
+        if (gone || down.aborted) throw new CallerGone();
         committing = true;
       });
+      await whileUp(transaction, down, () => new DatabaseDown());
     } catch (err) {
+      if (err instanceof DatabaseDown) {
+        // Before COMMIT the server rolls the transaction back when it sees the connection close;
+        // once COMMIT was sent, nobody knows.
+        for (const p of batch) p.reject(committing ? outcomeUnknown() : databaseUnavailable());
+        return [];
+      }
       if (committing && !isServerAnswer(err)) {
         for (const p of batch) p.reject(outcomeUnknown());
         return [];

@@ -16,7 +16,12 @@ export interface TestStore {
 
 /** The three real services, a real PostgreSQL 17 and, when asked, a real Kafka broker. */
 export async function startTestStore(
-  opts: { kafka?: boolean; serviceEnv?: StackOptions["serviceEnv"] } = {},
+  opts: {
+    kafka?: boolean;
+    serviceEnv?: StackOptions["serviceEnv"];
+    /** Durable commits (fsync on), for tests that kill PostgreSQL and count what survived. */
+    durable?: boolean;
+  } = {},
 ): Promise<TestStore> {
   const dataDir = mkdtempSync(join(tmpdir(), "merch-store-"));
   chmodSync(dataDir, 0o755);
@@ -25,7 +30,7 @@ export async function startTestStore(
   try {
     stack = await startStack({
       dataDir,
-      fastPostgres: true,
+      fastPostgres: !opts.durable,
       kafkaBrokers: kafka?.brokers,
       jwtSecret: TEST_JWT_SECRET,
       output: "capture",

@@ -92,3 +92,21 @@ export class Supervisor {
     for (const timer of this.#timers) clearTimeout(timer);
   }
 }
+
+/** Watches every process of a running stack: the three services and the embedded PostgreSQL. */
+export function superviseStack(
+  stack: {
+    services: Record<string, { name: string; exited(): Promise<unknown>; start(): void }>;
+    postgres?: { exited(): Promise<unknown>; start(): Promise<void> } | undefined;
+  },
+  opts: SupervisorOptions,
+): Supervisor {
+  const supervisor = new Supervisor(opts);
+  for (const service of Object.values(stack.services)) {
+    supervisor.watch({ name: service.name, exited: () => service.exited(), restart: () => service.start() });
+  }
+  const postgres = stack.postgres;
+  if (postgres)
+    supervisor.watch({ name: "postgres", exited: () => postgres.exited(), restart: () => postgres.start() });
+  return supervisor;
+}

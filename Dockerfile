@@ -44,6 +44,7 @@ STOPSIGNAL SIGTERM
 FROM runtime AS db-service
 COPY db-service/package.json db-service/
 COPY db-service/src db-service/src
+COPY db-service/migrations db-service/migrations
 # The same V8 heap limits as devstack/src/services.ts (SERVICE_NODE_FLAGS); bench/results.md says why.
 ENV PORT=50051 NODE_OPTIONS="--max-semi-space-size=2 --max-old-space-size=48"
 EXPOSE 50051

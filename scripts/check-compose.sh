@@ -24,7 +24,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 mapfile -t required < <(grep -o '\${[A-Za-z_][A-Za-z0-9_]*:?' compose.yaml | sed -e 's/^\${//' -e 's/:?$//' | sort -u)
-for must in JWT_SECRET POSTGRES_PASSWORD; do
+for must in JWT_SECRET POSTGRES_PASSWORD SERVICE_CREDENTIAL; do
   if [[ " ${required[*]} " != *" $must "* ]]; then
     echo "check-compose: compose.yaml must require $must as \${$must:?message}" >&2
     exit 1

@@ -1,5 +1,5 @@
 // Which database the operator tools (npm run db:psql, db:reset) work on:
-//   1. DATABASE_URL, when set (the compose deployment: see docs/deploy-and-operate.md);
+//   1. DATABASE_URL, when set (the compose deployment: see the README, "Operate");
 //   2. otherwise the store that `npm start` is running, from $DATA_DIR/store.json (DATA_DIR
 //      defaults to ./.data), which start.ts writes while the store runs.
 import { existsSync, readFileSync } from "node:fs";

@@ -9,10 +9,10 @@ import { open, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { ConfigError } from "@merch/kit/config";
+import { loadConfig } from "@merch/log-service/config";
+import { CHANNEL_FILE } from "@merch/log-service/file-sink";
+import { silenceKafkajsTimerWarnings } from "@merch/log-service/kafkajs-warnings";
 import { Kafka, logLevel } from "kafkajs";
-import { loadConfig } from "../log-service/src/config.ts";
-import { CHANNEL_FILE } from "../log-service/src/file-sink.ts";
-import { silenceKafkajsTimerWarnings } from "../log-service/src/kafkajs-warnings.ts";
 
 const POLL_MS = 250;
 const READ_BYTES = 1024 * 1024;

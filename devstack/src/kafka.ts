@@ -8,8 +8,12 @@ import { type AddressInfo, createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { promisify } from "node:util";
+import { silenceKafkajsTimerWarnings } from "@merch/log-service/kafkajs-warnings";
 import { Kafka, logLevel } from "kafkajs";
 import { REPO_ROOT } from "./paths.ts";
+
+// kafkajs arms timers with negative delays; the one harmless warning that causes is filtered.
+silenceKafkajsTimerWarnings();
 
 // Must match <kafka.version> in devstack/kafka/pom.xml (ensureKafkaJars and the test check it).
 // 4.4.0 is on Maven Central but its kafka-tools-api-4.4.0 dependency is not, so it does not resolve.

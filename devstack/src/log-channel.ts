@@ -1,7 +1,11 @@
 import { randomUUID } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import type { LogRecord } from "@merch/log-service/events";
+import { silenceKafkajsTimerWarnings } from "@merch/log-service/kafkajs-warnings";
 import { type Consumer, Kafka, logLevel } from "kafkajs";
+
+// kafkajs arms timers with negative delays; the one harmless warning that causes is filtered.
+silenceKafkajsTimerWarnings();
 
 // What reached log-channel, read back as an operator's consumer would: from Kafka, or from the
 // JSON Lines file log-service writes when it runs without Kafka.

@@ -4,7 +4,8 @@ import { spawn } from "node:child_process";
 import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { ensureCommand } from "./apt.ts";
-import { fetchWithin, freePort, makeRunDir, poll, spawnOwned, tail } from "./proc.ts";
+import { freePort } from "./ports.ts";
+import { fetchWithin, makeRunDir, poll, spawnOwned, tail } from "./proc.ts";
 
 const READY_TIMEOUT_MS = 30_000;
 const PROMTOOL_TIMEOUT_MS = 30_000;

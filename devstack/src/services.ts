@@ -50,11 +50,7 @@ export function runService(
   let child: ChildProcess;
   let exit: Promise<number | string>;
   const start = () => {
-    const args = [
-      ...SERVICE_NODE_FLAGS[name],
-      "--disable-warning=TimeoutNegativeWarning",
-      join(REPO_ROOT, ENTRY[name]),
-    ];
+    const args = [...SERVICE_NODE_FLAGS[name], join(REPO_ROOT, ENTRY[name])];
     child = spawn(process.execPath, args, {
       cwd: REPO_ROOT,
       env: { ...process.env, ...env, ...(port === undefined ? {} : { PORT: String(port) }) },

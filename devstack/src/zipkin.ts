@@ -7,7 +7,8 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { type OtlpReceived, type OtlpReceiver, startOtlpReceiver, type ZipkinSpan } from "./otlp-zipkin.ts";
-import { fetchWithin, freePort, makeRunDir, poll, spawnOwned, tail } from "./proc.ts";
+import { freePort } from "./ports.ts";
+import { fetchWithin, makeRunDir, poll, spawnOwned, tail } from "./proc.ts";
 
 export type { OtlpReceived, ZipkinSpan } from "./otlp-zipkin.ts";
 

@@ -13,6 +13,7 @@ import {
   startInProcess,
   statusOf,
   streamOf,
+  TEST_LOG_CREDENTIAL,
   userEvents,
 } from "@merch/devstack/log-service";
 import { REPO_ROOT } from "@merch/devstack/paths";
@@ -98,11 +99,12 @@ test("WriteLogs over Connect JSON on HTTP/1.1", async () => {
   );
 });
 
-test("WriteLogs as a plain JSON POST, as curl or a browser's fetch sends it", async () => {
+test("WriteLogs as a plain JSON POST, as curl sends it (with the service credential)", async () => {
   const id = "0b8f8a52-5a55-4b8e-9a39-3f7f1b1f4a01";
+  const headers = { "content-type": "application/json", "x-service-credential": TEST_LOG_CREDENTIAL };
   const res = await fetch(`${log.baseUrl}/merch.log.v1.LogService/WriteLogs`, {
     method: "POST",
-    headers: { "content-type": "application/json" },
+    headers,
     body: JSON.stringify({
       events: [
         {
@@ -142,7 +144,7 @@ test("WriteLogs as a plain JSON POST, as curl or a browser's fetch sends it", as
 
   const bad = await fetch(`${log.baseUrl}/merch.log.v1.LogService/WriteLogs`, {
     method: "POST",
-    headers: { "content-type": "application/json" },
+    headers,
     body: JSON.stringify({ events: [{ id, level: LogLevel.UNSPECIFIED, service: "web", event: "x" }] }),
   });
   assert.equal(bad.status, 400);

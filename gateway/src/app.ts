@@ -307,7 +307,8 @@ function answerClientError(err: Error & { code?: string }, socket: Socket, event
   if (socket.writable) {
     const body = JSON.stringify(p);
     socket.end(
-      `HTTP/1.1 ${p.status} ${p.title}\r\nContent-Type: application/problem+json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      // No hook runs for these answers: helmet's nosniff is written here by hand.
+      `HTTP/1.1 ${p.status} ${p.title}\r\nContent-Type: application/problem+json\r\nX-Content-Type-Options: nosniff\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
     );
   } else {
     socket.destroy();

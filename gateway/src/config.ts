@@ -68,11 +68,14 @@ function readTrustProxy(e: EnvReader): TrustProxy {
     const [address, bits, extra] = entry.split("/");
     const family = isIP(address ?? "");
     if (family === 0 || extra !== undefined) return true;
-    return bits !== undefined && !(/^[0-9]+$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128));
+    // A /0 range is every address: the client's own X-Forwarded-For entries would be believed, as with `true`.
+    return (
+      bits !== undefined && !(/^[0-9]+$/.test(bits) && Number(bits) >= 1 && Number(bits) <= (family === 4 ? 32 : 128))
+    );
   });
   if (raw === "true" || bad.length > 0) {
     e.problems.push(
-      `TRUST_PROXY must be false, the number of proxies in front of the gateway, or their addresses/CIDRs (comma-separated), got "${raw}"`,
+      `TRUST_PROXY must be false, the number of proxies in front of the gateway, or their addresses/CIDRs (comma-separated; never true or a /0 range, which would believe what the client writes), got "${raw}"`,
     );
     return false;
   }

@@ -19,8 +19,40 @@ export function validatorCompiler(): FastifySchemaCompiler<Record<string, unknow
   const textAjv = addFormats(
     new Ajv2020({ allErrors: true, coerceTypes: true, useDefaults: true, strict: true, strictRequired: false }),
   );
-  return ({ schema, httpPart }) => (httpPart === "body" ? strictAjv : textAjv).compile(schema);
+  return ({ schema, httpPart }) => {
+    if (httpPart === "body") return strictAjv.compile(schema);
+    const validate = textAjv.compile(schema);
+    const integers = Object.entries((schema as { properties?: Record<string, { type?: unknown }> }).properties ?? {})
+      .filter(([, s]) => s.type === "integer")
+      .map(([name]) => name);
+    if (integers.length === 0) return validate;
+    // ajv coerces whatever `+text` turns into a number: "7\t", " 7", "0x7" and "7e0" would all be
+    // id 7. An integer in a path, query or header is its decimal digits and nothing else.
+    const checked = (data: unknown) => {
+      const values = (data ?? {}) as Record<string, unknown>;
+      const bad = integers.filter((name) => typeof values[name] === "string" && !INTEGER_TEXT.test(values[name]));
+      if (bad.length > 0) {
+        checked.errors = bad.map(
+          (name): ErrorObject => ({
+            keyword: "type",
+            instancePath: `/${name}`,
+            schemaPath: `#/properties/${name}/type`,
+            params: { type: "integer" },
+            message: "must be integer",
+          }),
+        );
+        return false;
+      }
+      const ok = validate(data);
+      checked.errors = validate.errors;
+      return ok;
+    };
+    checked.errors = null as ErrorObject[] | null | undefined;
+    return checked;
+  };
 }
+
+const INTEGER_TEXT = /^-?[0-9]+$/;
 
 const HEADER_NAMES: Record<string, string> = { "idempotency-key": "Idempotency-Key" };
 const PATTERN_RULES: Record<string, string> = {

@@ -54,9 +54,16 @@ test("a real token works, for its own user only", async () => {
   const me = await api<{ id: number }>("GET", "/users/me", { token: alice.token });
   assert.equal(me.status, 200);
   assert.equal(me.body.id, alice.id);
-  // A token we sign exactly as the gateway does is accepted: the forgeries below fail for their flaw alone.
-  const own = await api<{ id: number }>("GET", "/users/me", { token: await sign({ sub: String(bob.id) }) });
+  // A token we sign exactly as the gateway does (its jti one of bob's open sessions) is accepted:
+  // the forgeries below fail for their flaw alone.
+  const { jti } = JSON.parse(Buffer.from(bob.token.split(".")[1] ?? "", "base64url").toString()) as { jti: string };
+  const own = await api<{ id: number }>("GET", "/users/me", { token: await sign({ sub: String(bob.id), jti }) });
+  assert.equal(own.status, 200, own.text);
   assert.equal(own.body.id, bob.id);
+  // The same with a session that was never opened is refused: a signature alone is not a login.
+  expectRefused(await api("GET", "/users/me", { token: await sign({ sub: String(bob.id) }) }));
+  // And bob's session under alice's id names nobody: a session belongs to its account.
+  expectRefused(await api("GET", "/users/me", { token: await sign({ sub: String(alice.id), jti }) }));
 });
 
 test("no token, an empty one, and another scheme", async () => {

@@ -51,6 +51,7 @@ console.log(`
 
   REST API        ${stack.gatewayUrl}          (try: curl ${stack.gatewayUrl}/products)
   API reference   ${stack.gatewayUrl}/docs
+  Storefront      ${stack.gatewayUrl}/shop/
   db-service      ${stack.services["db-service"].url}     (gRPC, gRPC-Web, Connect)
   log-service     ${stack.services["log-service"].url}     (${env.kafkaBrokers ? `Kafka ${env.kafkaBrokers}` : `file ${resolve(env.dataDir, "log-channel.jsonl")}`})
   PostgreSQL      ${stack.postgres ? `${stack.databaseUrl} (embedded, data in ${stack.postgres.dataDir})` : "external (DATABASE_URL)"}

@@ -31,6 +31,7 @@ import { userRoutes } from "./rest/users.ts";
 import { kRequest, ShopService, shopRoutes } from "./shop.ts";
 import { loadSpec, loadSpecText, routeSpecs } from "./spec.ts";
 import { Store } from "./store.ts";
+import { storefrontRoutes } from "./storefront.ts";
 import { TokenVerifier } from "./tokens.ts";
 import { fieldErrors, validatorCompiler } from "./validation.ts";
 
@@ -206,6 +207,7 @@ export async function buildGateway(
   // No staticCSP: swagger-ui's own policy has no 'unsafe-inline' for the <style> its script adds
   // (a CSP violation in every browser); the gateway's policy above allows it.
   await app.register(swaggerUi, { routePrefix: "/docs", uiConfig: { deepLinking: true } });
+  storefrontRoutes(app);
 
   const shop = shopRoutes(store);
   // In a scope of its own: connect-fastify brings its own body parsers (JSON and binary protobuf)

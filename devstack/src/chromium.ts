@@ -22,12 +22,12 @@ export const CHROMIUM_ARGS = [
  * Launches headless Chromium with a fresh, throw-away profile (playwright creates and removes it).
  * Close the browser when done; playwright also kills it if this process exits or is interrupted.
  */
-export async function launchChromium(opts: { timeoutMs?: number } = {}): Promise<Browser> {
+export async function launchChromium(opts: { timeoutMs?: number; args?: string[] } = {}): Promise<Browser> {
   const executablePath = await ensureCommand("chromium", "chromium");
   return chromium.launch({
     executablePath,
     headless: true,
-    args: CHROMIUM_ARGS,
+    args: [...CHROMIUM_ARGS, ...(opts.args ?? [])],
     timeout: opts.timeoutMs ?? LAUNCH_TIMEOUT_MS,
   });
 }

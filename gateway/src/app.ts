@@ -31,6 +31,7 @@ import { userRoutes } from "./rest/users.ts";
 import { kRequest, ShopService, shopRoutes } from "./shop.ts";
 import { loadSpec, loadSpecText, routeSpecs } from "./spec.ts";
 import { Store } from "./store.ts";
+import { storefrontRoutes } from "./storefront.ts";
 import { TokenVerifier } from "./tokens.ts";
 import { fieldErrors, validatorCompiler } from "./validation.ts";
 
@@ -145,6 +146,9 @@ export async function buildGateway(
         frameAncestors: ["'none'"],
         baseUri: ["'self'"],
         formAction: ["'self'"],
+        // The gateway speaks plain HTTP: upgrading its pages' requests to https breaks them for
+        // every browser not on localhost (/docs loaded no script or style).
+        upgradeInsecureRequests: null,
       },
     },
     // The API is called from other origins when CORS_ORIGINS allows it.
@@ -202,7 +206,10 @@ export async function buildGateway(
   });
 
   await app.register(swagger, { mode: "static", specification: { document: spec as never } });
-  await app.register(swaggerUi, { routePrefix: "/docs", uiConfig: { deepLinking: true }, staticCSP: true });
+  // No staticCSP: swagger-ui's own policy has no 'unsafe-inline' for the <style> its script adds
+  // (a CSP violation in every browser); the gateway's policy above allows it.
+  await app.register(swaggerUi, { routePrefix: "/docs", uiConfig: { deepLinking: true } });
+  storefrontRoutes(app);
 
   const shop = shopRoutes(store);
   // In a scope of its own: connect-fastify brings its own body parsers (JSON and binary protobuf)

@@ -10,6 +10,7 @@ import { SERVICE_NODE_FLAGS } from "@merch/devstack/services";
 import { loadConfig as loadDbConfig } from "../../db-service/src/config.ts";
 import { loadConfig as loadGatewayConfig } from "../../gateway/src/config.ts";
 import { SPEC_PATH } from "../../gateway/src/spec.ts";
+import { STOREFRONT_FILES } from "../../gateway/src/storefront.ts";
 import { loadConfig as loadLogConfig } from "../../log-service/src/config.ts";
 import {
   contextFiles,
@@ -27,8 +28,12 @@ const ignored = dockerignore(read(".dockerignore"));
 const SERVICES = {
   "db-service": { load: loadDbConfig, health: "grpc", extra: [] as string[] },
   "log-service": { load: loadLogConfig, health: "grpc", extra: [] as string[] },
-  // The gateway serves its OpenAPI document, read from disk at start-up.
-  gateway: { load: loadGatewayConfig, health: "/healthz", extra: [relative(REPO_ROOT, SPEC_PATH)] },
+  // The gateway serves its OpenAPI document and the storefront page, read from disk at start-up.
+  gateway: {
+    load: loadGatewayConfig,
+    health: "/healthz",
+    extra: [SPEC_PATH, ...STOREFRONT_FILES].map((f) => relative(REPO_ROOT, f)),
+  },
 } as const;
 type Service = keyof typeof SERVICES;
 const REQUIRED_ELSEWHERE = { DATABASE_URL: "postgres://merch:secret@postgres:5432/merch", JWT_SECRET: "x".repeat(48) };
@@ -111,6 +116,9 @@ describe("Dockerfile", () => {
       "db-service/src/orders.test.ts",
       "devstack/src/stack.ts",
       "README.md",
+      // The storefront's sources: the image serves the committed bundle.
+      "gateway/storefront/src/main.ts",
+      "gateway/storefront/tsconfig.json",
     ]) {
       assert.equal(ignored(path), true, path);
     }
@@ -119,6 +127,8 @@ describe("Dockerfile", () => {
       "db-service/src/server.ts",
       "gateway/openapi.yaml",
       "gateway/vendor/openapi-3.1/schema.json",
+      "gateway/storefront/index.html",
+      "gateway/storefront/dist/shop.js",
       "kit/src/healthcheck.ts",
     ]) {
       assert.equal(ignored(path), false, path);

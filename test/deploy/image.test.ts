@@ -251,6 +251,10 @@ describe("the images' files with production dependencies only", () => {
       products.map((p) => p.name),
       ["SUSTech Hoodie", "SUSTech Water Bottle", "SUSTech Notebook"],
     );
+    // The storefront's files are in the image too: the page and its committed bundle.
+    for (const path of ["/shop/", "/shop/shop.js", "/shop/shop.css"]) {
+      assert.equal((await fetch(`${base}${path}`)).status, 200, path);
+    }
 
     for (const name of ["gateway", "log-service", "db-service"] as const) {
       const running = children.get(name);

@@ -19,6 +19,7 @@ import {
   StreamLogsRequestSchema,
 } from "@merch/gen/merch/log/v1/log_pb";
 import { createLogger } from "@merch/kit/logger";
+import { sendServiceCredential } from "@merch/kit/service-credential";
 import { type LogServiceHandle, startLogService } from "@merch/log-service/app";
 import { loadConfig } from "@merch/log-service/config";
 import { silenceKafkajsTimerWarnings } from "@merch/log-service/kafkajs-warnings";
@@ -28,6 +29,9 @@ import { REPO_ROOT } from "./paths.ts";
 silenceKafkajsTimerWarnings();
 
 export const SERVER_TS = join(REPO_ROOT, "log-service", "src", "server.ts");
+
+/** The credential the test log-services run with; clients from here send it. */
+export const TEST_LOG_CREDENTIAL = "test-log-credential-0123456789abcdef0123456789";
 
 export function tempDir(prefix: string): string {
   return mkdtempSync(join(tmpdir(), `${prefix}-`));
@@ -47,13 +51,14 @@ export function logClients(port: number): LogClients {
   const baseUrl = `http://127.0.0.1:${port}`;
   // Owned here so that it can be closed: an open session keeps the test process alive.
   const h2 = new Http2SessionManager(baseUrl);
-  const grpcTransport = createGrpcTransport({ baseUrl, sessionManager: h2 });
+  const interceptors = [sendServiceCredential(TEST_LOG_CREDENTIAL)];
+  const grpcTransport = createGrpcTransport({ baseUrl, sessionManager: h2, interceptors });
   return {
     baseUrl,
     grpc: createClient(LogService, grpcTransport),
     connectJson: createClient(
       LogService,
-      createConnectTransport({ baseUrl, httpVersion: "1.1", useBinaryFormat: false }),
+      createConnectTransport({ baseUrl, httpVersion: "1.1", useBinaryFormat: false, interceptors }),
     ),
     grpcTransport,
     closeClients: () => h2.abort(),
@@ -69,7 +74,14 @@ export interface InProcessLogService extends LogClients {
 /** log-service in this process, on a free port, with its own data directory. */
 export async function startInProcess(env: Record<string, string> = {}): Promise<InProcessLogService> {
   const dataDir = env.DATA_DIR ?? tempDir("log-service");
-  const config = loadConfig({ PORT: "0", HOST: "127.0.0.1", SHUTDOWN_GRACE_MS: "5000", DATA_DIR: dataDir, ...env });
+  const config = loadConfig({
+    PORT: "0",
+    HOST: "127.0.0.1",
+    SHUTDOWN_GRACE_MS: "5000",
+    DATA_DIR: dataDir,
+    SERVICE_CREDENTIAL: TEST_LOG_CREDENTIAL,
+    ...env,
+  });
   const service = await startLogService(config, createLogger("log-service", process.env.TEST_LOG_LEVEL ?? "silent"));
   const clients = logClients(service.port);
   return {
@@ -96,7 +108,14 @@ export interface ChildLogService extends LogClients {
 export async function spawnLogService(env: Record<string, string>): Promise<ChildLogService> {
   const child = spawn(process.execPath, [SERVER_TS], {
     cwd: REPO_ROOT,
-    env: { ...process.env, PORT: "0", HOST: "127.0.0.1", ...env, LOG_LEVEL: "info" },
+    env: {
+      ...process.env,
+      PORT: "0",
+      HOST: "127.0.0.1",
+      SERVICE_CREDENTIAL: TEST_LOG_CREDENTIAL,
+      ...env,
+      LOG_LEVEL: "info",
+    },
     stdio: ["ignore", "pipe", "inherit"],
   });
   const exited = new Promise<number | NodeJS.Signals>((done) =>

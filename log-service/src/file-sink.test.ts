@@ -13,11 +13,13 @@ import {
   startInProcess,
   statusOf,
   streamOf,
+  TEST_LOG_CREDENTIAL,
   userEvents,
 } from "@merch/devstack/log-service";
 import { REPO_ROOT } from "@merch/devstack/paths";
 import { LogLevel } from "@merch/gen/merch/log/v1/log_pb";
 import { violationsOf } from "@merch/kit/errors";
+import { CREDENTIAL_HEADER } from "@merch/kit/service-credential";
 import type { LogRecord } from "./events.ts";
 import { CHANNEL_FILE } from "./file-sink.ts";
 
@@ -102,7 +104,7 @@ test("WriteLogs as a plain JSON POST, as curl or a browser's fetch sends it", as
   const id = "0b8f8a52-5a55-4b8e-9a39-3f7f1b1f4a01";
   const res = await fetch(`${log.baseUrl}/merch.log.v1.LogService/WriteLogs`, {
     method: "POST",
-    headers: { "content-type": "application/json" },
+    headers: { "content-type": "application/json", [CREDENTIAL_HEADER]: TEST_LOG_CREDENTIAL },
     body: JSON.stringify({
       events: [
         {
@@ -142,7 +144,7 @@ test("WriteLogs as a plain JSON POST, as curl or a browser's fetch sends it", as
 
   const bad = await fetch(`${log.baseUrl}/merch.log.v1.LogService/WriteLogs`, {
     method: "POST",
-    headers: { "content-type": "application/json" },
+    headers: { "content-type": "application/json", [CREDENTIAL_HEADER]: TEST_LOG_CREDENTIAL },
     body: JSON.stringify({ events: [{ id, level: LogLevel.UNSPECIFIED, service: "web", event: "x" }] }),
   });
   assert.equal(bad.status, 400);

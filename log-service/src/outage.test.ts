@@ -19,6 +19,7 @@ import {
 import { Health, HealthCheckResponse_ServingStatus as Serving } from "@merch/gen/grpc/health/v1/health_pb";
 import type { StreamLogsRequest } from "@merch/gen/merch/log/v1/log_pb";
 import { reasonOf } from "@merch/kit/errors";
+import { ErrorReason } from "@merch/kit/reasons";
 
 let broker: KafkaBroker;
 const services: InProcessLogService[] = [];
@@ -139,7 +140,7 @@ test("spool full while Kafka is down: the overflow is dropped, counted, and not 
     (e: unknown) => ConnectError.from(e),
   );
   assert.equal(refused.code, Code.ResourceExhausted);
-  assert.equal(reasonOf(refused), "log_buffer_full");
+  assert.equal(reasonOf(refused), ErrorReason.LOG_BUFFER_FULL);
 
   // What the client does: wait for health, then resend everything after the accepted prefix.
   await broker.start();

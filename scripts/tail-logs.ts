@@ -11,7 +11,7 @@ import { parseArgs } from "node:util";
 import { ConfigError } from "@merch/kit/config";
 import { Kafka, logLevel } from "kafkajs";
 import { loadConfig } from "../log-service/src/config.ts";
-import { CHANNEL_FILE } from "../log-service/src/file-sink.ts";
+import { CHANNEL_FILE } from "../log-service/src/file-writer.ts";
 import { silenceKafkajsTimerWarnings } from "../log-service/src/kafkajs-warnings.ts";
 
 const POLL_MS = 250;

@@ -15,7 +15,8 @@ export interface LogServiceHandle {
   close(): Promise<void>;
 }
 
-const HEALTH_INTERVAL_MS = 5000;
+/** A safety net: the sink reports its changes as they happen. */
+const HEALTH_RECHECK_MS = 5000;
 
 export async function startLogService(config: LogServiceConfig, logger: Logger): Promise<LogServiceHandle> {
   const counters = new Counters();
@@ -65,24 +66,16 @@ export async function startLogService(config: LogServiceConfig, logger: Logger):
   }
 
   // SERVING exactly while an event can be made durable: Kafka is up, or the spool has room.
-  let closing = false;
-  const followSink = () => {
-    if (closing) return;
-    const was = server.health.get();
-    server.health.set(sink.status().accepting ? "SERVING" : "NOT_SERVING");
-    const now = server.health.get();
-    if (was !== now) logger[now === "SERVING" ? "info" : "warn"]({ health: now }, "health changed");
-  };
-  followSink();
+  const followSink = server.health.follow(() => sink.status().accepting, {
+    logger,
+    signal: server.shutdownSignal,
+    recheckMs: HEALTH_RECHECK_MS,
+  });
   sink.onChange(followSink);
-  // A safety net: changes are reported as they happen.
-  const timer = setInterval(followSink, HEALTH_INTERVAL_MS);
 
   return {
     port: server.port,
     async close() {
-      closing = true;
-      clearInterval(timer);
       await server.close(config.shutdownGraceMs);
       await sink.close();
     },

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { ConfigError } from "@merch/kit/config";
 import { loadConfig } from "@merch/log-service/config";
-import { CHANNEL_FILE } from "@merch/log-service/file-sink";
+import { CHANNEL_FILE } from "@merch/log-service/file-writer";
 import { silenceKafkajsTimerWarnings } from "@merch/log-service/kafkajs-warnings";
 import { Kafka, logLevel } from "kafkajs";
 

@@ -59,9 +59,7 @@ export async function startDbService(config: DbServiceConfig, logger: Logger): P
   });
 
   // Health follows the database: NOT_SERVING while it does not answer (db.ts watches it).
-  const follow = (up: boolean) => server.health.set(up ? "SERVING" : "NOT_SERVING");
-  database.onChange(follow);
-  follow(database.up);
+  database.onChange(server.health.follow(() => database.up, { logger, signal: server.shutdownSignal }));
 
   const sweep = setInterval(() => {
     if (!database.up) return;

@@ -31,6 +31,9 @@ silenceKafkajsTimerWarnings();
 
 export const SERVER_TS = join(REPO_ROOT, "log-service", "src", "server.ts");
 
+/** The credential the test log-services run with; clients from here send it. */
+export const TEST_LOG_CREDENTIAL = "test-log-credential-0123456789abcdef0123456789";
+
 export function tempDir(prefix: string): string {
   return mkdtempSync(join(tmpdir(), `${prefix}-`));
 }
@@ -44,9 +47,6 @@ export interface LogClients {
   grpcTransport: Transport;
   closeClients(): void;
 }
-
-/** The credential the test log-services run with; the clients from here send it. */
-export const TEST_LOG_CREDENTIAL = "test-log-service-credential-0123456789abcdef";
 
 export function logClients(port: number): LogClients {
   const baseUrl = `http://127.0.0.1:${port}`;

@@ -5,8 +5,18 @@ import {
   HealthCheckResponseSchema,
   HealthCheckResponse_ServingStatus as Status,
 } from "@merch/gen/grpc/health/v1/health_pb";
+import type { Logger } from "./logger.ts";
 
 export type ServingStatus = "SERVING" | "NOT_SERVING";
+
+export interface FollowOptions {
+  /** Each change is logged here, once: "health changed" (info when SERVING, warn when not). */
+  logger: Logger;
+  /** The server's shutdown: from then on the status is left alone, so NOT_SERVING stays. */
+  signal: AbortSignal;
+  /** Also checks this often, in case a change went unreported. */
+  recheckMs?: number;
+}
 
 /**
  * The grpc.health.v1.Health service. The empty service name "" stands for the whole server;
@@ -35,6 +45,27 @@ export class HealthRegistry {
 
   get(service = ""): ServingStatus | undefined {
     return this.#statuses.get(service);
+  }
+
+  /**
+   * Makes every service's status follow a condition: SERVING while `serving()` holds, else
+   * NOT_SERVING. Sets it now, and returns what to call whenever the condition may have changed.
+   */
+  follow(serving: () => boolean, opts: FollowOptions): () => void {
+    const { logger, signal, recheckMs } = opts;
+    const update = () => {
+      if (signal.aborted) return;
+      const was = this.get();
+      const now = serving() ? "SERVING" : "NOT_SERVING";
+      this.set(now);
+      if (was !== now) logger[now === "SERVING" ? "info" : "warn"]({ health: now }, "health changed");
+    };
+    update();
+    if (recheckMs !== undefined && !signal.aborted) {
+      const timer = setInterval(update, recheckMs);
+      signal.addEventListener("abort", () => clearInterval(timer), { once: true });
+    }
+    return update;
   }
 
   register(router: ConnectRouter): void {

@@ -3,11 +3,11 @@ import type { DualHandler } from "@merch/kit/listener";
 import type { Logger } from "@merch/kit/logger";
 import { startRpcServer } from "@merch/kit/serve";
 import type { LogServiceConfig } from "./config.ts";
-import { FileSink } from "./file-sink.ts";
-import { KafkaSink } from "./kafka-sink.ts";
+import { FileWriter } from "./file-writer.ts";
+import { KafkaWriter } from "./kafka-writer.ts";
 import { logRpc } from "./log-rpc.ts";
 import { Counters, renderMetrics } from "./metrics.ts";
-import type { Sink } from "./sink.ts";
+import { Sink } from "./sink.ts";
 
 export interface LogServiceHandle {
   readonly port: number;
@@ -15,13 +15,14 @@ export interface LogServiceHandle {
   close(): Promise<void>;
 }
 
-const HEALTH_INTERVAL_MS = 5000;
+/** A safety net: the sink reports its changes as they happen. */
+const HEALTH_RECHECK_MS = 5000;
 
 export async function startLogService(config: LogServiceConfig, logger: Logger): Promise<LogServiceHandle> {
   const counters = new Counters();
-  const sink: Sink =
+  const writer =
     config.kafkaBrokers.length > 0
-      ? await KafkaSink.start({
+      ? await KafkaWriter.start({
           brokers: config.kafkaBrokers,
           clientId: config.kafkaClientId,
           topic: config.kafkaTopic,
@@ -32,7 +33,8 @@ export async function startLogService(config: LogServiceConfig, logger: Logger):
           counters,
           logger,
         })
-      : await FileSink.open(config.dataDir, counters, logger);
+      : await FileWriter.open(config.dataDir, counters, logger);
+  const sink = new Sink(writer, counters);
 
   const metrics: DualHandler = (_req, res) => {
     res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
@@ -64,24 +66,16 @@ export async function startLogService(config: LogServiceConfig, logger: Logger):
   }
 
   // SERVING exactly while an event can be made durable: Kafka is up, or the spool has room.
-  let closing = false;
-  const followSink = () => {
-    if (closing) return;
-    const was = server.health.get();
-    server.health.set(sink.status().accepting ? "SERVING" : "NOT_SERVING");
-    const now = server.health.get();
-    if (was !== now) logger[now === "SERVING" ? "info" : "warn"]({ health: now }, "health changed");
-  };
-  followSink();
+  const followSink = server.health.follow(() => sink.status().accepting, {
+    logger,
+    signal: server.shutdownSignal,
+    recheckMs: HEALTH_RECHECK_MS,
+  });
   sink.onChange(followSink);
-  // A safety net: changes are reported as they happen.
-  const timer = setInterval(followSink, HEALTH_INTERVAL_MS);
 
   return {
     port: server.port,
     async close() {
-      closing = true;
-      clearInterval(timer);
       await server.close(config.shutdownGraceMs);
       await sink.close();
     },

@@ -1,3 +1,5 @@
+import type { SinkStatus } from "./sink.ts";
+
 /** Event counters since start-up; every event that arrives ends up in exactly one outcome counter. */
 export class Counters {
   /** Valid events made durable (on Kafka, in the spool, or in the file). */
@@ -10,15 +12,6 @@ export class Counters {
   published = 0;
   /** Records written to the spool while Kafka was unreachable. */
   spooled = 0;
-}
-
-export interface SinkStatus {
-  sink: "kafka" | "file";
-  /** Kafka answers (always true for the file sink). */
-  connected: boolean;
-  /** New events can be made durable now: Kafka is up, or the spool has room. */
-  accepting: boolean;
-  spool: { bytes: number; events: number; max_bytes: number };
 }
 
 /** The Prometheus text exposition of the counters and the sink's state. */

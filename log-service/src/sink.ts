@@ -1,18 +1,28 @@
-import type { Cursor } from "./batch-queue.ts";
+import { BatchQueue, type Cursor } from "./batch-queue.ts";
 import type { OutRecord } from "./events.ts";
-import type { SinkStatus } from "./metrics.ts";
+import type { Counters } from "./metrics.ts";
 
-/** Where accepted records go: Kafka (with the disk spool behind it) or a JSON Lines file. */
-export interface Sink {
-  /**
-   * Makes the records durable in order. Resolves with how many leading records are; the rest
-   * were dropped (and the cursor stopped). Never rejects.
-   */
-  submit(records: readonly OutRecord[], cursor: Cursor): Promise<number>;
+/** What /status, /metrics and health report of where records go. */
+export interface SinkStatus {
+  sink: "kafka" | "file";
+  /** Kafka answers (always true for the file sink). */
+  connected: boolean;
+  /** New events can be made durable now: Kafka is up, or the spool has room. */
+  accepting: boolean;
+  spool: { bytes: number; events: number; max_bytes: number };
+}
+
+/**
+ * Makes batches durable: Kafka with the disk spool behind it (kafka-writer.ts), or a JSON Lines
+ * file (file-writer.ts). Called with one batch at a time, by the sink's queue.
+ */
+export interface Writer {
+  /** Makes the records durable in order. Resolves with how many leading records are; never rejects. */
+  write(records: readonly OutRecord[]): Promise<number>;
   status(): SinkStatus;
   /** Called whenever status() may have changed (Kafka came or went, the spool filled or freed space). */
   onChange(listener: () => void): void;
-  /** Makes everything submitted durable, then releases connections and files. */
+  /** Called once nothing more will be written: releases connections and files. */
   close(): Promise<void>;
 }
 
@@ -23,3 +33,43 @@ export interface Sink {
 export const BATCH_MAX_RECORDS = 5000;
 export const BATCH_MAX_BYTES = 512 * 1024;
 export const LINGER_MS = 2;
+
+/** Where accepted records go: every client's records through one BatchQueue into one Writer. */
+export class Sink {
+  readonly #queue: BatchQueue;
+  readonly #writer: Writer;
+
+  constructor(writer: Writer, counters: Counters) {
+    this.#writer = writer;
+    this.#queue = new BatchQueue({
+      maxRecords: BATCH_MAX_RECORDS,
+      maxBytes: BATCH_MAX_BYTES,
+      lingerMs: LINGER_MS,
+      counters,
+      flush: (records) => writer.write(records),
+    });
+  }
+
+  /**
+   * Makes the records durable in order. Resolves with how many leading records are; the rest
+   * were dropped (and the cursor stopped). Never rejects.
+   */
+  submit(records: readonly OutRecord[], cursor: Cursor): Promise<number> {
+    return this.#queue.submit(records, cursor);
+  }
+
+  status(): SinkStatus {
+    return this.#writer.status();
+  }
+
+  /** Called whenever status() may have changed. */
+  onChange(listener: () => void): void {
+    this.#writer.onChange(listener);
+  }
+
+  /** Makes everything submitted durable, then releases connections and files. */
+  async close(): Promise<void> {
+    await this.#queue.close();
+    await this.#writer.close();
+  }
+}

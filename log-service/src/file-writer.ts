@@ -1,10 +1,9 @@
 import { type FileHandle, mkdir, open } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "@merch/kit/logger";
-import { BatchQueue, type Cursor } from "./batch-queue.ts";
 import type { OutRecord } from "./events.ts";
-import type { Counters, SinkStatus } from "./metrics.ts";
-import { BATCH_MAX_BYTES, BATCH_MAX_RECORDS, LINGER_MS, type Sink } from "./sink.ts";
+import type { Counters } from "./metrics.ts";
+import type { SinkStatus, Writer } from "./sink.ts";
 
 export const CHANNEL_FILE = "log-channel.jsonl";
 
@@ -12,10 +11,9 @@ export const CHANNEL_FILE = "log-channel.jsonl";
  * Without a broker (local runs, tests of other services) the log channel is a JSON Lines file:
  * one record per line, the same JSON as on Kafka, fsynced before events count as accepted.
  */
-export class FileSink implements Sink {
+export class FileWriter implements Writer {
   readonly path: string;
   readonly #file: FileHandle;
-  readonly #queue: BatchQueue;
   readonly #counters: Counters;
   readonly #log: Logger;
   #healthy = true;
@@ -29,27 +27,38 @@ export class FileSink implements Sink {
     this.#size = size;
     this.#counters = counters;
     this.#log = logger;
-    this.#queue = new BatchQueue({
-      maxRecords: BATCH_MAX_RECORDS,
-      maxBytes: BATCH_MAX_BYTES,
-      lingerMs: LINGER_MS,
-      counters,
-      flush: (records) => this.#flush(records),
-    });
   }
 
-  static async open(dataDir: string, counters: Counters, logger: Logger): Promise<FileSink> {
+  static async open(dataDir: string, counters: Counters, logger: Logger): Promise<FileWriter> {
     await mkdir(dataDir, { recursive: true });
     const path = join(dataDir, CHANNEL_FILE);
     // The events are the store's users' doings: readable by log-service's own account only.
     const file = await open(path, "a", 0o600);
     const { size } = await file.stat();
     logger.info({ path }, "no KAFKA_BROKERS: writing the log channel to a file");
-    return new FileSink(path, file, size, counters, logger);
+    return new FileWriter(path, file, size, counters, logger);
   }
 
-  submit(records: readonly OutRecord[], cursor: Cursor): Promise<number> {
-    return this.#queue.submit(records, cursor);
+  async write(records: readonly OutRecord[]): Promise<number> {
+    const data = Buffer.from(`${records.map((r) => r.value).join("\n")}\n`);
+    try {
+      let written = 0;
+      while (written < data.length) {
+        written += (await this.#file.write(data, written, data.length - written)).bytesWritten;
+      }
+      await this.#file.datasync();
+      this.#size += data.length;
+      this.#counters.published += records.length;
+      this.#setHealthy(true);
+      return records.length;
+    } catch (err) {
+      // The events count as dropped and their client resends them; a partial line must not
+      // stay to corrupt the next one.
+      this.#setHealthy(false);
+      await this.#file.truncate(this.#size).catch(() => {});
+      this.#log.error({ err }, `writing ${this.path} failed, events dropped`);
+      return 0;
+    }
   }
 
   status(): SinkStatus {
@@ -72,29 +81,6 @@ export class FileSink implements Sink {
   }
 
   async close(): Promise<void> {
-    await this.#queue.close();
     await this.#file.close();
-  }
-
-  async #flush(records: OutRecord[]): Promise<number> {
-    const data = Buffer.from(`${records.map((r) => r.value).join("\n")}\n`);
-    try {
-      let written = 0;
-      while (written < data.length) {
-        written += (await this.#file.write(data, written, data.length - written)).bytesWritten;
-      }
-      await this.#file.datasync();
-      this.#size += data.length;
-      this.#counters.published += records.length;
-      this.#setHealthy(true);
-      return records.length;
-    } catch (err) {
-      // The events count as dropped and their client resends them; a partial line must not
-      // stay to corrupt the next one.
-      this.#setHealthy(false);
-      await this.#file.truncate(this.#size).catch(() => {});
-      this.#log.error({ err }, `writing ${this.path} failed, events dropped`);
-      return 0;
-    }
   }
 }

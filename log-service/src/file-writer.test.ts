@@ -19,8 +19,9 @@ import {
 import { REPO_ROOT } from "@merch/devstack/paths";
 import { LogLevel } from "@merch/gen/merch/log/v1/log_pb";
 import { violationsOf } from "@merch/kit/errors";
+import { CREDENTIAL_HEADER } from "@merch/kit/service-credential";
 import type { LogRecord } from "./events.ts";
-import { CHANNEL_FILE } from "./file-sink.ts";
+import { CHANNEL_FILE } from "./file-writer.ts";
 
 let log: InProcessLogService;
 

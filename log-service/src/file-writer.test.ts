@@ -19,7 +19,6 @@ import {
 import { REPO_ROOT } from "@merch/devstack/paths";
 import { LogLevel } from "@merch/gen/merch/log/v1/log_pb";
 import { violationsOf } from "@merch/kit/errors";
-import { CREDENTIAL_HEADER } from "@merch/kit/service-credential";
 import type { LogRecord } from "./events.ts";
 import { CHANNEL_FILE } from "./file-writer.ts";
 

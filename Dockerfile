@@ -7,6 +7,8 @@
 #   runtime  Node 24 slim, those node_modules, the shared workspaces (gen, kit, with the health check)
 #   db-service, log-service, gateway
 #            runtime plus that service's own sources, port, health check and command
+#            (db-service's also holds its migrations; compose's db-migrate job runs
+#            db-service/src/migrate-main.ts in that image)
 # There is no build step: Node 24 runs the TypeScript sources as they are (type stripping).
 # .dockerignore lets in only what these COPY lines name, and no tests.
 

@@ -7,18 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v docker-compose >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "check-compose: docker-compose is missing; installing Debian's package (apt-get install docker-compose)"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null
-  else
-    echo "check-compose: docker-compose is not installed. Install it and run again:" >&2
-    echo "  Debian/Ubuntu: sudo apt-get install docker-compose" >&2
-    echo "  elsewhere:     pip install docker-compose==1.29.2" >&2
-    exit 1
-  fi
-fi
+# Installs Debian's docker-compose first when it is missing (see that script). Run with only PATH
+# from this shell: compose takes a variable set in its environment over the env file's.
+compose() { env -i PATH="$PATH" bash scripts/docker-compose.sh "$@"; }
+compose version --short >/dev/null
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -32,7 +24,7 @@ for must in JWT_SECRET POSTGRES_PASSWORD SERVICE_CREDENTIAL; do
 done
 
 # 1. .env.example as it is: compose must refuse, naming a required variable.
-if docker-compose --env-file .env.example -f compose.yaml config -q >"$tmp/out" 2>&1; then
+if compose --env-file .env.example -f compose.yaml config -q >"$tmp/out" 2>&1; then
   echo "check-compose: compose.yaml accepts .env.example with its required values empty (${required[*]})" >&2
   exit 1
 fi
@@ -46,7 +38,7 @@ for var in "${required[@]}"; do
   for other in "${required[@]}"; do
     [ "$other" = "$var" ] || sed -i "s/^$other=\$/$other=check-compose-placeholder-0123456789abcdef/" "$tmp/env"
   done
-  if docker-compose --env-file "$tmp/env" -f compose.yaml config -q >"$tmp/out" 2>&1 || ! grep -q "$var is required" "$tmp/out"; then
+  if compose --env-file "$tmp/env" -f compose.yaml config -q >"$tmp/out" 2>&1 || ! grep -q "$var is required" "$tmp/out"; then
     echo "check-compose: with $var empty, compose.yaml must stop with \"$var is required\"; got:" >&2
     cat "$tmp/out" >&2
     exit 1
@@ -58,5 +50,5 @@ cp .env.example "$tmp/env"
 for var in "${required[@]}"; do
   sed -i "s/^$var=\$/$var=check-compose-placeholder-0123456789abcdef/" "$tmp/env"
 done
-docker-compose --env-file "$tmp/env" -f compose.yaml config -q
-echo "check-compose: compose.yaml is valid ($(docker-compose version --short)); required: ${required[*]}"
+compose --env-file "$tmp/env" -f compose.yaml config -q
+echo "check-compose: compose.yaml is valid ($(compose version --short)); required: ${required[*]}"

@@ -4,14 +4,21 @@ import { readConfig } from "@merch/kit/config";
 import { createLogger } from "@merch/kit/logger";
 import { migrate } from "./migrate.ts";
 
-const logger = createLogger("db-migrate");
-try {
-  const { databaseUrl } = readConfig((e) => ({
-    databaseUrl: e.required("DATABASE_URL", "postgres://user:password@host:5432/merch"),
-  }));
-  const report = await migrate(databaseUrl);
-  logger.info(report, report.applied.length > 0 ? "migrations applied" : "the database is up to date");
-} catch (err) {
-  logger.fatal({ err }, "migration failed");
-  process.exitCode = 1;
+/** What the job reads (besides LOG_LEVEL, the logger's); exported so test/deploy can hold compose.yaml to it. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): { databaseUrl: string } {
+  return readConfig(
+    (e) => ({ databaseUrl: e.required("DATABASE_URL", "postgres://user:password@host:5432/merch") }),
+    env,
+  );
+}
+
+if (import.meta.main) {
+  const logger = createLogger("db-migrate");
+  try {
+    const report = await migrate(loadConfig().databaseUrl);
+    logger.info(report, report.applied.length > 0 ? "migrations applied" : "the database is up to date");
+  } catch (err) {
+    logger.fatal({ err }, "migration failed");
+    process.exitCode = 1;
+  }
 }

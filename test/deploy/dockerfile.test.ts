@@ -1,29 +1,35 @@
 // The Dockerfile and .dockerignore against the repository: every COPY source exists and reaches
-// the builder, each service image holds every file its entrypoint loads (and no tests), the
-// dependencies it loads are production ones, and its command, user, port and health check are
-// right. test/deploy/image.test.ts runs what these images would run.
+// the builder, each service image holds every file its entrypoints load (its CMD's, and the
+// commands compose runs in it: db-migrate's in db-service's) and no tests, db-service's holds its
+// migrations, the dependencies it loads are production ones, and its command, user, port and
+// health check are right. test/deploy/image.test.ts runs what these images would run.
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
-import { join, relative } from "node:path";
+import { join, posix, relative } from "node:path";
 import { describe, test } from "node:test";
 import { SERVICE_NODE_FLAGS } from "@merch/devstack/services";
+import { parse as parseYaml } from "yaml";
 import { loadConfig as loadDbConfig } from "../../db-service/src/config.ts";
+import { MIGRATIONS_DIR } from "../../db-service/src/migrate.ts";
 import { loadConfig as loadGatewayConfig } from "../../gateway/src/config.ts";
 import { SPEC_PATH } from "../../gateway/src/spec.ts";
 import { STOREFRONT_FILES } from "../../gateway/src/storefront.ts";
 import { loadConfig as loadLogConfig } from "../../log-service/src/config.ts";
 import {
+  argsOf,
+  type ComposeFile,
   contextFiles,
+  dockerfileStages,
   dockerignore,
   imageConfig,
   imageFiles,
   importGraph,
-  parseDockerfile,
+  lineOf,
   REPO_ROOT,
   read,
 } from "./support.ts";
 
-const dockerfile = parseDockerfile(read("Dockerfile"));
+const stages = dockerfileStages();
 const ignored = dockerignore(read(".dockerignore"));
 const SERVICES = {
   "db-service": { load: loadDbConfig, health: "grpc", extra: [] as string[] },
@@ -36,8 +42,19 @@ const SERVICES = {
   },
 } as const;
 type Service = keyof typeof SERVICES;
-const REQUIRED_ELSEWHERE = { DATABASE_URL: "postgres://merch:secret@postgres:5432/merch", JWT_SECRET: "x".repeat(48) };
+// What compose supplies (the required values), for reading an image's ENV with the real loadConfig.
+const REQUIRED_ELSEWHERE = {
+  DATABASE_URL: "postgres://merch:secret@postgres:5432/merch",
+  JWT_SECRET: "x".repeat(48),
+  SERVICE_CREDENTIAL: "c".repeat(32),
+};
 const services = Object.keys(SERVICES) as Service[];
+// The commands compose runs in a service's image besides its CMD (db-migrate's in db-service's);
+// compose.test.ts checks them against the code. Read as written: a command interpolates nothing.
+const composeCommands = (target: string): string[][] =>
+  Object.values((parseYaml(read("compose.yaml")) as ComposeFile).services)
+    .filter((s) => s.build?.target === target && s.command !== undefined)
+    .map((s) => s.command ?? []);
 
 interface PackageJson {
   dependencies?: Record<string, string>;
@@ -48,28 +65,28 @@ const pkg = (dir: string) => JSON.parse(read(join(dir, "package.json"))) as Pack
 describe("Dockerfile", () => {
   test("has a dependencies stage, a shared runtime and one target per service", () => {
     assert.deepEqual(
-      dockerfile.stages.map((s) => s.name),
+      stages.map((s) => s.name),
       ["deps", "runtime", "db-service", "log-service", "gateway"],
     );
-    for (const name of services) assert.equal(dockerfile.stages.find((s) => s.name === name)?.from, "runtime");
+    for (const name of services) assert.equal(stages.find((s) => s.name === name)?.from, "runtime");
   });
 
   test("builds on the official Node slim image of the version the repository pins", () => {
     const node = pkg(".").devDependencies?.node;
     assert.ok(node, "the root package.json pins node");
-    for (const stage of dockerfile.stages.filter((s) => !dockerfile.stages.some((o) => o.name === s.from))) {
+    for (const stage of stages.filter((s) => !stages.some((o) => o.name === s.from))) {
       assert.equal(stage.from, `node:${node}-slim`, stage.name);
     }
   });
 
   test("installs production dependencies only, exactly as package-lock.json pins them", () => {
-    const runs = dockerfile.stages.flatMap((s) =>
-      s.instructions.filter((i) => i.keyword === "RUN").map((i) => [s.name, i.args]),
+    const runs = stages.flatMap((s) =>
+      s.instructions.filter((i) => i.getKeyword() === "RUN").map((i) => [s.name, argsOf(i)]),
     );
     const installs = runs.filter(([, args]) => /\bnpm\b/.test(args ?? ""));
     assert.deepEqual(installs, [["deps", "npm ci --omit=dev --ignore-scripts --no-audit --no-fund"]]);
     // The deps stage sees every workspace's package.json, or npm ci would not install its dependencies.
-    const depsFiles = [...imageFiles(imageConfig(dockerfile, "deps"), ignored).values()].sort();
+    const depsFiles = [...imageFiles(imageConfig(stages, "deps"), ignored).values()].sort();
     const workspaces = (JSON.parse(read("package.json")) as { workspaces: string[] }).workspaces;
     assert.deepEqual(
       depsFiles,
@@ -78,26 +95,21 @@ describe("Dockerfile", () => {
   });
 
   test("every COPY source exists in the repository and is let through by .dockerignore", () => {
-    for (const stage of dockerfile.stages) {
-      for (const ins of stage.instructions.filter((i) => i.keyword === "COPY" || i.keyword === "ADD")) {
-        assert.equal(ins.keyword, "COPY", `Dockerfile:${ins.line}: use COPY, not ADD`);
-        const config = imageConfig(dockerfile, stage.name);
-        const copy = config.copies.find((c) => c.copy.line === ins.line)?.copy;
+    for (const [index, stage] of stages.entries()) {
+      const config = imageConfig(stages, stage.name);
+      for (const ins of stage.instructions.filter((i) => ["COPY", "ADD"].includes(i.getKeyword()))) {
+        const line = lineOf(ins);
+        assert.equal(ins.getKeyword(), "COPY", `Dockerfile:${line}: use COPY, not ADD`);
+        const copy = config.copies.find((c) => c.line === line);
         assert.ok(copy);
         if (copy.from !== undefined) {
-          const index = dockerfile.stages.findIndex((s) => s.name === copy.from);
-          assert.ok(
-            index >= 0 && index < dockerfile.stages.indexOf(stage),
-            `Dockerfile:${ins.line}: --from=${copy.from}`,
-          );
+          const from = stages.findIndex((s) => s.name === copy.from);
+          assert.ok(from >= 0 && from < index, `Dockerfile:${line}: --from=${copy.from}`);
           continue;
         }
         for (const source of copy.sources) {
-          assert.ok(existsSync(join(REPO_ROOT, source)), `Dockerfile:${ins.line}: ${source} does not exist`);
-          assert.ok(
-            contextFiles(source, ignored).length > 0,
-            `Dockerfile:${ins.line}: .dockerignore keeps out ${source}`,
-          );
+          assert.ok(existsSync(join(REPO_ROOT, source)), `Dockerfile:${line}: ${source} does not exist`);
+          assert.ok(contextFiles(source, ignored).length > 0, `Dockerfile:${line}: .dockerignore keeps out ${source}`);
         }
       }
     }
@@ -114,7 +126,9 @@ describe("Dockerfile", () => {
       "test/e2e/start.test.ts",
       "scripts/start.ts",
       "db-service/src/orders.test.ts",
+      "db-service/src/migrate.test.ts",
       "devstack/src/stack.ts",
+      "devstack/fixtures/init-before-migrations.sql",
       "README.md",
       // The storefront's sources: the image serves the committed bundle.
       "gateway/storefront/src/main.ts",
@@ -125,6 +139,8 @@ describe("Dockerfile", () => {
     for (const path of [
       "package.json",
       "db-service/src/server.ts",
+      "db-service/migrations/0000_init.sql",
+      "db-service/migrations/meta/_journal.json",
       "gateway/openapi.yaml",
       "gateway/vendor/openapi-3.1/schema.json",
       "gateway/storefront/index.html",
@@ -138,15 +154,17 @@ describe("Dockerfile", () => {
 
 describe("each service image", () => {
   test("runs with the V8 heap limits the store is measured with", () => {
-    for (const name of Object.keys(SERVICES) as (keyof typeof SERVICES)[]) {
-      assert.equal(imageConfig(dockerfile, name).env.NODE_OPTIONS, SERVICE_NODE_FLAGS[name].join(" "), name);
+    for (const name of services) {
+      assert.equal(imageConfig(stages, name).env.NODE_OPTIONS, SERVICE_NODE_FLAGS[name].join(" "), name);
     }
   });
 
   for (const name of services) {
-    const config = imageConfig(dockerfile, name);
+    const config = imageConfig(stages, name);
     const files = imageFiles(config, ignored);
     const entry = `${name}/src/server.ts`;
+    // Everything node is started on in this image: its CMD, compose's commands, the health check.
+    const entries = [entry, ...composeCommands(name).map(([, script]) => script ?? ""), "kit/src/healthcheck.ts"];
 
     test(`${name}: runs ${entry} with node, as the unprivileged node user, in production`, () => {
       assert.deepEqual(config.cmd, ["node", entry]);
@@ -158,13 +176,18 @@ describe("each service image", () => {
       // The root package.json makes the scripts ES modules; the workspaces resolve through node_modules.
       assert.equal(files.get("/app/package.json"), "package.json");
       assert.ok(
-        config.copies.some((c) => c.copy.from === "deps" && c.copy.sources.includes("/app/node_modules")),
+        config.copies.some((c) => c.from === "deps" && c.sources.includes("/app/node_modules")),
         "node_modules from the deps stage",
       );
+      // Compose runs other commands in this image only with node, on a file under /app.
+      for (const [cmd, script] of composeCommands(name)) {
+        assert.equal(cmd, "node");
+        assert.equal(files.get(`/app/${script}`), script, `compose runs ${script}, which is not in the ${name} image`);
+      }
     });
 
-    test(`${name}: holds every file its entrypoint loads, and no tests`, () => {
-      const graph = importGraph([entry, "kit/src/healthcheck.ts"]);
+    test(`${name}: holds every file its entrypoints load, and no tests`, () => {
+      const graph = importGraph(entries);
       for (const rel of [...graph.files, ...SERVICES[name].extra]) {
         assert.equal(files.get(`/app/${rel}`), rel, `${rel} is loaded by ${name} but not in its image`);
       }
@@ -177,15 +200,13 @@ describe("each service image", () => {
     });
 
     test(`${name}: loads only packages that are production dependencies of the workspace using them`, () => {
-      const graph = importGraph([entry, "kit/src/healthcheck.ts"]);
-      for (const [workspace, packages] of graph.packages) {
+      for (const [workspace, packages] of importGraph(entries).packages) {
         const deps = pkg(workspace === "scripts" ? "." : workspace).dependencies ?? {};
         for (const p of packages) assert.ok(p in deps, `${workspace} loads ${p} but does not list it in dependencies`);
       }
     });
 
     test(`${name}: exposes its port and checks its health there (${SERVICES[name].health})`, () => {
-      // What compose supplies (the required values) under what the image sets.
       const port = SERVICES[name].load({ ...REQUIRED_ELSEWHERE, ...config.env }).port;
       assert.equal(config.env.PORT, String(port));
       assert.deepEqual(config.expose, [String(port)]);
@@ -199,12 +220,27 @@ describe("each service image", () => {
     });
   }
 
+  test("db-service holds every migration its journal lists, where migrate.ts looks for them", () => {
+    const files = imageFiles(imageConfig(stages, "db-service"), ignored);
+    // migrate.ts reads ../migrations from its own folder: /app/db-service/migrations in the image.
+    const dir = posix.join("/app", relative(REPO_ROOT, MIGRATIONS_DIR));
+    assert.equal(dir, "/app/db-service/migrations");
+    const journal = JSON.parse(read("db-service/migrations/meta/_journal.json")) as { entries: { tag: string }[] };
+    assert.ok(journal.entries.length > 0);
+    for (const rel of ["meta/_journal.json", ...journal.entries.map((e) => `${e.tag}.sql`)]) {
+      const path = posix.join(dir, rel);
+      assert.equal(files.get(path), `db-service/migrations/${rel}`, `${path} is not in the db-service image`);
+    }
+  });
+
   test("log-service spools to the writable /data the runtime stage prepares", () => {
-    const config = imageConfig(dockerfile, "log-service");
-    assert.equal(loadLogConfig(config.env).dataDir, "/data");
-    const runtime = dockerfile.stages.find((s) => s.name === "runtime");
+    const config = imageConfig(stages, "log-service");
+    assert.equal(loadLogConfig({ ...REQUIRED_ELSEWHERE, ...config.env }).dataDir, "/data");
+    const runtime = stages.find((s) => s.name === "runtime");
     assert.ok(
-      runtime?.instructions.some((i) => i.keyword === "RUN" && i.args === "mkdir -p /data && chown node:node /data"),
+      runtime?.instructions.some(
+        (i) => i.getKeyword() === "RUN" && argsOf(i) === "mkdir -p /data && chown node:node /data",
+      ),
     );
   });
 });

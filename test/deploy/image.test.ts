@@ -3,10 +3,13 @@
 //     service and fails for a dead port or the wrong kind of service;
 //  2. the images' file sets, put together in folders as the Dockerfile's COPY lines say, with
 //     node_modules from the deps stage's own RUN line (production dependencies only), run the
-//     store: each service starts from its CMD with its image's ENV and compose's environment,
-//     turns healthy by its HEALTHCHECK, serves, and stops cleanly on its STOPSIGNAL.
+//     store on an empty database: compose's db-migrate command migrates it from db-service's
+//     files, then each service starts from its CMD with its image's ENV and compose's
+//     environment (as docker-compose resolves it from .env.example filled in), turns healthy by
+//     its HEALTHCHECK, serves the seeded products, and stops cleanly on its STOPSIGNAL.
 import assert from "node:assert/strict";
 import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, posix } from "node:path";
@@ -16,24 +19,32 @@ import { REPO_ROOT } from "@merch/devstack/paths";
 import { freePort } from "@merch/devstack/ports";
 import { startTestPostgres, type TestPostgres } from "@merch/devstack/postgres";
 import { type Stack, startStack } from "@merch/devstack/stack";
+import postgres from "postgres";
 import {
+  argsOf,
+  type ComposeService,
   containerEnv,
+  dockerfileStages,
   dockerignore,
   durationMs,
+  fillEnvExample,
   type ImageConfig,
   imageConfig,
   imageFiles,
-  loadCompose,
-  parseDockerfile,
-  parseEnvFile,
   read,
-  references,
 } from "./support.ts";
 
 const execFileP = promisify(execFile);
-const dockerfile = parseDockerfile(read("Dockerfile"));
+const stages = dockerfileStages();
 const ignored = dockerignore(read(".dockerignore"));
-const compose = loadCompose();
+// compose.yaml as docker-compose resolves it from .env.example with the required secrets set
+// (one SERVICE_CREDENTIAL for all three services, as in a real .env).
+const { compose } = await fillEnvExample(() => randomBytes(32).toString("hex"));
+function service(name: string): ComposeService {
+  const s = compose.services[name];
+  assert.ok(s, `compose.yaml has no service ${name}`);
+  return s;
+}
 const SERVICES = ["db-service", "log-service", "gateway"] as const;
 type Service = (typeof SERVICES)[number];
 const JWT_SECRET = "image-test-secret-0123456789abcdef0123456789abcdef";
@@ -93,7 +104,7 @@ describe("HEALTHCHECK commands against the real services", () => {
 
   for (const name of SERVICES) {
     test(`${name}: healthy on its own port, unhealthy on a dead one or another service's`, async () => {
-      const config = imageConfig(dockerfile, name);
+      const config = imageConfig(stages, name);
       const own = await healthcheck(config, REPO_ROOT, { PORT: portOf(name) });
       assert.ok(own.ok, own.output);
 
@@ -131,7 +142,7 @@ describe("HEALTHCHECK commands against the real services", () => {
     await stack.services["log-service"].stop();
     try {
       // /readyz is 503 while log-service is down; the gateway's liveness (/healthz) is not.
-      const gateway = imageConfig(dockerfile, "gateway");
+      const gateway = imageConfig(stages, "gateway");
       const [cmd, script] = gateway.healthcheck?.command ?? [];
       assert.equal(cmd, "node");
       const readyz = await healthcheck(
@@ -152,9 +163,13 @@ describe("the images' files with production dependencies only", () => {
   const root = tempDir("merch-image-");
   const app = (stage: string) => join(root, stage, "app");
 
-  /** Puts a stage's COPY lines into root/<stage>/app (the Dockerfile's WORKDIR is /app). */
+  const made = new Map<string, ImageConfig>();
+  /** Puts a stage's COPY lines into root/<stage>/app (the Dockerfile's WORKDIR is /app), once. */
   function materialize(stage: string): ImageConfig {
-    const config = imageConfig(dockerfile, stage);
+    const done = made.get(stage);
+    if (done) return done;
+    const config = imageConfig(stages, stage);
+    made.set(stage, config);
     assert.equal(config.workdir, "/app");
     const dir = app(stage);
     mkdirSync(dir, { recursive: true });
@@ -163,12 +178,12 @@ describe("the images' files with production dependencies only", () => {
       mkdirSync(dirname(target), { recursive: true });
       cpSync(join(REPO_ROOT, rel), target);
     }
-    for (const { copy, workdir } of config.copies.filter((c) => c.copy.from !== undefined)) {
-      for (const source of copy.sources) {
-        const from = join(app(copy.from ?? ""), posix.relative("/app", source));
-        assert.ok(existsSync(from), `${source}: the ${copy.from} stage did not make it (see that stage's test)`);
-        const to = join(dir, posix.relative("/app", posix.resolve(workdir, copy.dest)));
-        cpSync(from, to, { recursive: true, verbatimSymlinks: true });
+    for (const { from, sources, dest, workdir } of config.copies.filter((c) => c.from !== undefined)) {
+      for (const source of sources) {
+        const built = join(app(from ?? ""), posix.relative("/app", source));
+        assert.ok(existsSync(built), `${source}: the ${from} stage did not make it (see that stage's test)`);
+        const to = join(dir, posix.relative("/app", posix.resolve(workdir, dest)));
+        cpSync(built, to, { recursive: true, verbatimSymlinks: true });
       }
     }
     return config;
@@ -176,34 +191,70 @@ describe("the images' files with production dependencies only", () => {
 
   test("the deps stage's npm ci installs from package-lock.json", async () => {
     materialize("deps");
-    const deps = dockerfile.stages.find((s) => s.name === "deps");
-    for (const run of deps?.instructions.filter((i) => i.keyword === "RUN") ?? []) {
+    const deps = stages.find((s) => s.name === "deps");
+    for (const run of deps?.instructions.filter((i) => i.getKeyword() === "RUN") ?? []) {
       // The same command, run by this machine's npm; --prefer-offline only reuses its cache.
-      await execFileP("sh", ["-c", run.args], {
+      await execFileP("sh", ["-c", argsOf(run)], {
         cwd: app("deps"),
         env: { ...process.env, npm_config_prefer_offline: "true" },
         maxBuffer: 16 * 1024 * 1024,
+        timeout: 240_000,
       }).catch((err: { stderr?: string; message: string }) => {
         assert.fail(
-          `Dockerfile deps stage: \`${run.args}\` failed, so would the image build:\n${err.stderr ?? err.message}`,
+          `Dockerfile deps stage: \`${argsOf(run)}\` failed, so would the image build:\n${err.stderr ?? err.message}`,
         );
       });
     }
   });
 
-  test("run the store: healthy, serving, and stopped cleanly by STOPSIGNAL", async (t) => {
-    const vars: Record<string, string> = { ...parseEnvFile(read(".env.example")) };
-    for (const r of references(read("compose.yaml"))) if (r.op === ":?") vars[r.name] = JWT_SECRET;
+  test("run the store on an empty database: migrated by db-migrate, healthy, serving, stopped cleanly by STOPSIGNAL", async (t) => {
+    // An empty database of its own, as a new pg-data volume has.
+    const admin = postgres(pg.url, { max: 1, onnotice: () => {} });
+    await admin.unsafe("CREATE DATABASE image_store");
+    await admin.end();
+    const databaseUrl = Object.assign(new URL(pg.url), { pathname: "/image_store" }).href;
+
     const ports = { "db-service": await freePort(), "log-service": await freePort(), gateway: await freePort() };
     // Compose's environment, with this machine standing in for the compose network's names.
-    const local: Record<Service, Record<string, string>> = {
-      "db-service": { DATABASE_URL: pg.url },
+    const local: Record<Service | "db-migrate", Record<string, string>> = {
+      "db-migrate": { DATABASE_URL: databaseUrl },
+      "db-service": { DATABASE_URL: databaseUrl },
       "log-service": { KAFKA_BROKERS: "", DATA_DIR: tempDir("merch-image-data-") },
       gateway: {
         DB_SERVICE_URL: `http://127.0.0.1:${ports["db-service"]}`,
         LOG_SERVICE_URL: `http://127.0.0.1:${ports["log-service"]}`,
       },
     };
+    const environment = (name: Service | "db-migrate", config: ImageConfig): Record<string, string> => {
+      const env: Record<string, string> = {
+        PATH: process.env.PATH ?? "",
+        HOME: tempDir("merch-home-"),
+        ...containerEnv(config, service(name)),
+      };
+      assert.equal(env.NODE_ENV, "production", name);
+      return { ...env, ...local[name] };
+    };
+
+    // db-migrate: compose's command, in db-service's files and image ENV. Twice: the second run
+    // (a restarted deployment) finds nothing to do.
+    const migrationImage = materialize(service("db-migrate").build?.target ?? "");
+    const [node, ...migrateArgs] = service("db-migrate").command ?? [];
+    assert.equal(node, "node");
+    const journal = JSON.parse(read("db-service/migrations/meta/_journal.json")) as { entries: { tag: string }[] };
+    for (const expected of [journal.entries.map((e) => e.tag), []]) {
+      const { stdout } = await execFileP(process.execPath, migrateArgs, {
+        cwd: app("db-service"),
+        env: environment("db-migrate", migrationImage),
+        timeout: 60_000,
+      });
+      const report = stdout
+        .split("\n")
+        .filter((l) => l.startsWith("{"))
+        .map((l) => JSON.parse(l) as { msg?: string; applied?: string[] })
+        .find((r) => r.applied !== undefined);
+      assert.deepEqual(report?.applied, expected, stdout);
+    }
+
     const children = new Map<Service, { child: ChildProcess; output: () => string; exit: Promise<number | null> }>();
     t.after(() => {
       for (const { child } of children.values()) child.kill("SIGKILL");
@@ -211,16 +262,7 @@ describe("the images' files with production dependencies only", () => {
 
     for (const name of SERVICES) {
       const config = materialize(name);
-      const service = compose.services[name];
-      assert.ok(service);
-      const env: Record<string, string> = {
-        PATH: process.env.PATH ?? "",
-        HOME: tempDir("merch-home-"),
-        ...containerEnv(config, service, vars),
-        ...local[name],
-        PORT: String(ports[name]),
-      };
-      assert.equal(env.NODE_ENV, "production");
+      const env = { ...environment(name, config), PORT: String(ports[name]) };
       const [cmd, ...args] = config.cmd ?? [];
       assert.equal(cmd, "node");
       const child = spawn(process.execPath, args, { cwd: app(name), env, stdio: ["ignore", "pipe", "pipe"] });
@@ -245,11 +287,16 @@ describe("the images' files with production dependencies only", () => {
     }
 
     const base = `http://127.0.0.1:${ports.gateway}`;
-    assert.equal((await fetch(`${base}/readyz`)).status, 200);
-    const products = (await (await fetch(`${base}/products`)).json()) as { name: string; stock: number }[];
+    const signal = AbortSignal.timeout(10_000);
+    assert.equal((await fetch(`${base}/readyz`, { signal })).status, 200);
+    const products = (await (await fetch(`${base}/products`, { signal })).json()) as { name: string; stock: number }[];
     assert.deepEqual(
-      products.map((p) => p.name),
-      ["SUSTech Hoodie", "SUSTech Water Bottle", "SUSTech Notebook"],
+      products.map((p) => [p.name, p.stock]),
+      [
+        ["SUSTech Hoodie", 500],
+        ["SUSTech Water Bottle", 500],
+        ["SUSTech Notebook", 500],
+      ],
     );
     // The storefront's files are in the image too: the page and its committed bundle.
     for (const path of ["/shop/", "/shop/shop.js", "/shop/shop.css"]) {
@@ -259,14 +306,14 @@ describe("the images' files with production dependencies only", () => {
     for (const name of ["gateway", "log-service", "db-service"] as const) {
       const running = children.get(name);
       assert.ok(running);
-      const signal = imageConfig(dockerfile, name).stopSignal as NodeJS.Signals;
-      const grace = durationMs(compose.services[name]?.stop_grace_period ?? "10s");
-      running.child.kill(signal);
+      const stopSignal = imageConfig(stages, name).stopSignal as NodeJS.Signals;
+      const grace = durationMs(service(name).stop_grace_period ?? "10s");
+      running.child.kill(stopSignal);
       const code = await Promise.race([
         running.exit,
         new Promise<string>((resolve) => setTimeout(() => resolve("still running"), grace).unref()),
       ]);
-      assert.equal(code, 0, `${name} after ${signal}:\n${running.output()}`);
+      assert.equal(code, 0, `${name} after ${stopSignal}:\n${running.output()}`);
     }
   });
 });

@@ -1,5 +1,5 @@
-// The operator's tools, run as `npm run db:psql` / `npm run db:reset` run them (node on the
-// script, from the repository root), against a real PostgreSQL 17.
+// The operator's tools, run as `npm run db:psql` / `db:reset` / `db:migrate` run them (node on
+// the script, from the repository root), against a real PostgreSQL 17.
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -7,14 +7,18 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { REPO_ROOT } from "@merch/devstack/paths";
+import { freePort } from "@merch/devstack/ports";
 import { startTestPostgres, type TestPostgres } from "@merch/devstack/postgres";
 import postgres from "postgres";
+import { read } from "./support.ts";
 
 interface Run {
   code: number | null;
   stdout: string;
   stderr: string;
 }
+
+const RUN_DEADLINE_MS = 60_000;
 
 /** Runs scripts/<script> with the environment given on top of a clean one (no DATABASE_URL, DATA_DIR). */
 function run(script: string, args: string[], env: Record<string, string>): Promise<Run> {
@@ -32,7 +36,14 @@ function run(script: string, args: string[], env: Record<string, string>): Promi
   child.stderr.on("data", (d: Buffer) => {
     stderr += d.toString();
   });
-  return new Promise((resolve) => child.on("close", (code) => resolve({ code, stdout, stderr })));
+  // A script that hangs is killed and shows as code null, with what it printed.
+  const deadline = setTimeout(() => child.kill("SIGKILL"), RUN_DEADLINE_MS);
+  return new Promise((resolve) =>
+    child.on("close", (code) => {
+      clearTimeout(deadline);
+      resolve({ code, stdout, stderr });
+    }),
+  );
 }
 
 let pg: TestPostgres;
@@ -74,24 +85,35 @@ interface Snapshot {
   counts: Record<string, number>;
   products: unknown[];
   schema: unknown[];
+  triggers: unknown[];
+  migrations: unknown[];
 }
 
-async function snapshot(): Promise<Snapshot> {
+const TABLES = ["users", "products", "orders", "sessions", "throttle"] as const;
+
+/** Everything a reset must bring back: the rows, the schema (triggers too) and the migration history. */
+async function snapshot(db: postgres.Sql = sql): Promise<Snapshot> {
   const counts: Record<string, number> = {};
-  for (const table of ["users", "orders", "idempotency_keys", "products"]) {
-    const [row] = await sql`SELECT count(*)::int AS n FROM ${sql(table)}`;
+  for (const table of TABLES) {
+    const [row] = await db`SELECT count(*)::int AS n FROM ${db(table)}`;
     counts[table] = Number(row?.n);
   }
   const products =
-    await sql`SELECT id, name, description, category, price::text, slogan, stock FROM products ORDER BY id`;
-  const schema = await sql`
+    await db`SELECT id, name, description, category, price::text, slogan, stock FROM products ORDER BY id`;
+  const schema = await db`
     SELECT c.relname, c.relkind, pg_get_userbyid(c.relowner) AS owner,
            coalesce(pg_get_indexdef(c.oid), '') AS indexdef,
            (SELECT string_agg(pg_get_constraintdef(k.oid), ' | ' ORDER BY k.conname)
               FROM pg_constraint k WHERE k.conrelid = c.oid) AS constraints
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE n.nspname = 'public' ORDER BY c.relname`;
-  return { counts, products: [...products], schema: [...schema] };
+  // The products_changed notifications db-service follows come from these triggers.
+  const triggers = await db`
+    SELECT t.tgname, c.relname, pg_get_triggerdef(t.oid) AS def
+      FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE n.nspname = 'public' AND NOT t.tgisinternal ORDER BY t.tgname`;
+  const migrations = await db`SELECT id, hash, created_at FROM drizzle.__drizzle_migrations ORDER BY id`;
+  return { counts, products: [...products], schema: [...schema], triggers: [...triggers], migrations: [...migrations] };
 }
 
 /** Changes every kind of data a reset must undo. */
@@ -99,13 +121,26 @@ async function makeChanges(): Promise<void> {
   const [user] = await sql`
     INSERT INTO users (sid, username, email, password_hash)
     VALUES ('12110001', 'alice', 'alice@mail.sustech.edu.cn', 'not-a-real-hash') RETURNING id`;
-  const [order] = await sql`
-    INSERT INTO orders (user_id, product_id, quantity, unit_price) VALUES (${user?.id}, 1, 2, 49.99) RETURNING id`;
-  await sql`INSERT INTO idempotency_keys (user_id, key, request_hash, order_id)
-            VALUES (${user?.id}, 'k1', ${"a".repeat(64)}, ${order?.id})`;
+  await sql`
+    INSERT INTO orders (user_id, product_id, quantity, unit_price, idempotency_key)
+    VALUES (${user?.id}, 1, 2, 49.99, 'k1')`;
+  await sql`
+    INSERT INTO sessions (id, user_id, expires_at)
+    VALUES ('00000000-0000-4000-8000-000000000001', ${user?.id}, now() + interval '1 day')`;
+  await sql`INSERT INTO throttle (key, hits, window_ends) VALUES ('login:alice', 5, now() + interval '15 minutes')`;
   await sql`UPDATE products SET stock = 498, price = 1.00 WHERE id = 1`;
   await sql`INSERT INTO products (name, category, price, stock) VALUES ('Limited Mug', 'Drinkware', 5.00, 7)`;
 }
+
+/** A new, empty database on the test server (as a new pg-data volume has), and its URL. */
+async function emptyDatabase(name: string): Promise<string> {
+  await sql.unsafe(`CREATE DATABASE ${name}`);
+  return Object.assign(new URL(pg.url), { pathname: `/${name}` }).href;
+}
+
+const migrationTags = (
+  JSON.parse(read("db-service/migrations/meta/_journal.json")) as { entries: { tag: string }[] }
+).entries.map((e) => e.tag);
 
 before(async () => {
   pg = await startTestPostgres();
@@ -121,7 +156,8 @@ after(async () => {
 
 describe("npm run db:reset", () => {
   test("the fresh database is the seed: no users or orders, the three products at stock 500", () => {
-    assert.deepEqual(seeded.counts, { users: 0, orders: 0, idempotency_keys: 0, products: 3 });
+    assert.deepEqual(seeded.counts, { users: 0, products: 3, orders: 0, sessions: 0, throttle: 0 });
+    assert.equal(seeded.migrations.length, migrationTags.length, "every migration recorded");
     assert.deepEqual(
       seeded.products.map((p) => {
         const { name, price, stock } = p as { name: string; price: string; stock: number };
@@ -141,16 +177,17 @@ describe("npm run db:reset", () => {
     const result = await run("db-reset.ts", [], { DATABASE_URL: pg.url });
     assert.equal(result.code, 1, result.stderr);
     assert.match(result.stdout, /would reset postgres:\/\/merch:\*\*\*@127\.0\.0\.1:\d+\/merch \(from DATABASE_URL\)/);
-    assert.match(result.stdout, /now: 1 users, 4 products, 1 orders, 1 idempotency_keys/);
+    assert.match(result.stdout, /now: 1 users, 4 products, 1 orders, 1 sessions\n/);
     assert.match(result.stdout, /npm run db:reset -- --yes/);
-    assert.doesNotMatch(result.stdout + result.stderr, /merch-local/, "the password is never printed");
+    // The test server's password is random (devstack/src/postgres.ts): it shows nowhere.
+    assert.ok(!(result.stdout + result.stderr).includes(new URL(pg.url).password), "the password is never printed");
     assert.deepEqual(await snapshot(), before);
   });
 
-  test("with --yes brings back exactly the seeded state: data, schema and identities", async () => {
+  test("with --yes brings back exactly the seeded state: data, schema, migration history and identities", async () => {
     const result = await run("db-reset.ts", ["--yes"], { DATABASE_URL: pg.url });
     assert.equal(result.code, 0, result.stderr);
-    assert.match(result.stdout, /done; the database now has 0 users, 3 products, 0 orders, 0 idempotency_keys/);
+    assert.match(result.stdout, /done; the database now has 0 users, 3 products, 0 orders, 0 sessions\n/);
     assert.deepEqual(await snapshot(), seeded);
     // Identities start again: the first user is 1, and new products continue after the seed
     // (tried in a transaction that is rolled back, so the seeded state stays for the next tests).
@@ -182,6 +219,57 @@ describe("npm run db:reset", () => {
     const result = await run("db-reset.ts", ["--yes"], { DATABASE_URL: "http://example.com/" });
     assert.equal(result.code, 2);
     assert.match(result.stderr, /DATABASE_URL is not a postgres:\/\/ URL/);
+  });
+});
+
+describe("npm run db:migrate", () => {
+  test("on a migrated database: already up to date, nothing changed", async () => {
+    const before = await snapshot();
+    const result = await run("db-migrate.ts", [], { DATABASE_URL: pg.url });
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(
+      result.stdout,
+      /^db:migrate: postgres:\/\/merch:\*\*\*@127\.0\.0\.1:\d+\/merch \(from DATABASE_URL\): already up to date$/m,
+    );
+    assert.ok(!(result.stdout + result.stderr).includes(new URL(pg.url).password), "the password is never printed");
+    assert.deepEqual(await snapshot(), before);
+  });
+
+  test("on an empty database: applies every migration, giving exactly the seeded store", async () => {
+    const url = await emptyDatabase("operator_migrate");
+    const result = await run("db-migrate.ts", [], { DATABASE_URL: url });
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(
+      result.stdout,
+      new RegExp(`/operator_migrate \\(from DATABASE_URL\\): applied ${migrationTags.join(", ")}$`, "m"),
+    );
+    const db = postgres(url, { max: 1, onnotice: () => {} });
+    try {
+      assert.deepEqual(await snapshot(db), seeded);
+    } finally {
+      await db.end();
+    }
+  });
+
+  test("finds the running npm start store through $DATA_DIR/store.json", async () => {
+    const dataDir = storeJson(pg.url, process.pid);
+    const result = await run("db-migrate.ts", [], { DATA_DIR: dataDir });
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(
+      result.stdout,
+      new RegExp(`\\(from ${join(dataDir, "store.json")} \\(the running npm start\\)\\): already up to date`),
+    );
+  });
+
+  test("says what to do when no store is running, and fails on a database it cannot reach", async () => {
+    const noStore = await run("db-migrate.ts", [], { DATA_DIR: tempDir() });
+    assert.equal(noStore.code, 2);
+    assert.match(noStore.stderr, /DATABASE_URL is not set and no store is running .*npm start/);
+
+    const down = `postgres://merch:x@127.0.0.1:${await freePort()}/merch`;
+    const unreachable = await run("db-migrate.ts", [], { DATABASE_URL: down });
+    assert.equal(unreachable.code, 1, unreachable.stdout);
+    assert.match(unreachable.stderr, /ECONNREFUSED/);
   });
 });
 

@@ -1,10 +1,17 @@
-// Readers for the deployment files (Dockerfile, .dockerignore, compose.yaml, .env.example) and
-// for what the code itself needs (the variables a service reads, the files it imports), so the
-// deploy tests can hold the two against each other.
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+// Readers for the deployment files and for what the code needs, so the deploy tests can hold the
+// two against each other. The Dockerfile is read by dockerfile-ast, .dockerignore matched by
+// @balena/dockerignore (Docker's own rules), and compose.yaml resolved by Debian's docker-compose
+// itself (`config`); what is left here is what those files mean for an image or a container.
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join, posix, relative } from "node:path";
+import { parseEnv, promisify } from "node:util";
+import dockerignorePackage from "@balena/dockerignore";
 import { REPO_ROOT } from "@merch/devstack/paths";
 import { ConfigError } from "@merch/kit/config";
+import { DockerfileParser, type Env, type Instruction, type JSONInstruction } from "dockerfile-ast";
 import { parse as parseYaml } from "yaml";
 
 export { REPO_ROOT };
@@ -12,136 +19,62 @@ export const read = (rel: string): string => readFileSync(join(REPO_ROOT, rel), 
 
 // ---------------------------------------------------------------------------------- Dockerfile
 
-export interface Instruction {
-  keyword: string;
-  /** Everything after the keyword, continuation lines joined. */
-  args: string;
-  line: number;
-}
-
 export interface Stage {
   name: string;
-  /** The FROM image or stage, with build args substituted. */
+  /** The FROM image or stage, build args substituted. */
   from: string;
   instructions: Instruction[];
 }
 
-export interface Dockerfile {
-  /** ARGs declared before the first FROM, with their defaults. */
-  globalArgs: Record<string, string>;
-  stages: Stage[];
-}
-
-export function parseDockerfile(text: string): Dockerfile {
-  const instructions: Instruction[] = [];
-  const lines = text.split("\n");
-  for (let i = 0; i < lines.length; i++) {
-    const start = i;
-    let line = lines[i] ?? "";
-    if (/^\s*(#|$)/.test(line)) continue;
-    // A trailing backslash continues the instruction; comment lines inside it are dropped.
-    while (/\\\s*$/.test(line) && i + 1 < lines.length) {
-      line = line.replace(/\\\s*$/, " ");
-      i++;
-      const next = lines[i] ?? "";
-      if (!/^\s*#/.test(next)) line += next;
-    }
-    const match = /^\s*(\S+)\s*(.*)$/.exec(line);
-    if (match)
-      instructions.push({ keyword: (match[1] ?? "").toUpperCase(), args: (match[2] ?? "").trim(), line: start + 1 });
-  }
-  const globalArgs: Record<string, string> = {};
+/** The Dockerfile's build stages, in order. */
+export function dockerfileStages(text = read("Dockerfile")): Stage[] {
   const stages: Stage[] = [];
-  for (const ins of instructions) {
-    if (ins.keyword === "FROM") {
-      const m = /^(\S+)(?:\s+AS\s+(\S+))?$/i.exec(ins.args);
-      if (!m) throw new Error(`Dockerfile:${ins.line}: cannot read FROM ${ins.args}`);
-      const from = (m[1] ?? "").replace(/\$\{(\w+)\}|\$(\w+)/g, (_, a?: string, b?: string) => {
-        const name = a ?? b ?? "";
-        const value = globalArgs[name];
-        if (value === undefined) throw new Error(`Dockerfile:${ins.line}: FROM uses undeclared ARG ${name}`);
-        return value;
-      });
-      stages.push({ name: m[2] ?? String(stages.length), from, instructions: [] });
-    } else if (stages.length === 0) {
-      if (ins.keyword !== "ARG") throw new Error(`Dockerfile:${ins.line}: ${ins.keyword} before the first FROM`);
-      const [name, value] = ins.args.split("=", 2);
-      globalArgs[name ?? ""] = value ?? "";
+  for (const ins of DockerfileParser.parse(text).getInstructions()) {
+    if (ins.getKeyword() === "FROM") {
+      const [image, as, name] = ins.getExpandedArguments().map((a) => a.getValue());
+      assert(image !== undefined && (as === undefined || /^as$/i.test(as)), `cannot read ${ins.getTextContent()}`);
+      stages.push({ name: name ?? String(stages.length), from: image, instructions: [] });
     } else {
+      // ARGs before the first FROM are in the FROM lines' expanded arguments already.
       stages.at(-1)?.instructions.push(ins);
     }
   }
-  return { globalArgs, stages };
+  return stages;
 }
 
-/** Splits exec form (a JSON array) or shell-ish words. */
-export function words(args: string): string[] {
-  if (args.startsWith("[")) return JSON.parse(args) as string[];
-  return args.split(/\s+/).filter((w) => w !== "");
-}
+export const lineOf = (ins: Instruction): number => ins.getRange().start.line + 1;
+export const argsOf = (ins: Instruction): string => ins.getArgumentsContent() ?? "";
 
-export interface Copy {
-  from?: string | undefined;
+const jsonForm = (ins: JSONInstruction): string[] => ins.getJSONStrings().map((s) => s.getJSONValue());
+/** An exec-form (JSON) command as it is, a shell-form one as Docker runs it. */
+const command = (json: string[], text: string): string[] => (json.length > 0 ? json : ["/bin/sh", "-c", text]);
+
+export interface CopyLine {
+  from: string | undefined;
   sources: string[];
   dest: string;
   line: number;
+  /** The WORKDIR it resolves against. */
+  workdir: string;
 }
 
-export function parseCopy(ins: Instruction): Copy {
-  const all = words(ins.args);
-  const flags = all.filter((w) => w.startsWith("--"));
-  const rest = all.filter((w) => !w.startsWith("--"));
-  const from = flags.find((f) => f.startsWith("--from="))?.slice("--from=".length);
-  const dest = rest.pop();
-  if (dest === undefined || rest.length === 0)
-    throw new Error(`Dockerfile:${ins.line}: ${ins.keyword} needs a source and a destination`);
-  return { from, sources: rest, dest, line: ins.line };
-}
-
-/** KEY=value pairs of an ENV instruction (the legacy `ENV KEY value` form too). */
-export function parseEnv(args: string): Record<string, string> {
-  if (!args.includes("=")) {
-    const [key, ...value] = args.split(/\s+/);
-    return { [key ?? ""]: value.join(" ") };
-  }
-  const out: Record<string, string> = {};
-  for (const m of args.matchAll(/(\w+)=("(?:[^"\\]|\\.)*"|\S*)/g)) {
-    const raw = m[2] ?? "";
-    out[m[1] ?? ""] = raw.startsWith('"') ? (JSON.parse(raw) as string) : raw;
-  }
-  return out;
-}
-
-export interface Healthcheck {
-  options: Record<string, string>;
-  command: string[];
-}
-
-/** What a stage ends up with, its parents (FROM another stage) included. */
+/** What a stage's image ends up with, its parent stages (FROM another stage) included. */
 export interface ImageConfig {
-  chain: Stage[];
   env: Record<string, string>;
   workdir: string;
   user: string | undefined;
   stopSignal: string | undefined;
   expose: string[];
   cmd: string[] | undefined;
-  healthcheck: Healthcheck | undefined;
-  /** Each COPY/ADD with the stage it is in and the WORKDIR it resolves against. */
-  copies: { stage: Stage; workdir: string; copy: Copy }[];
+  healthcheck: { options: Record<string, string>; command: string[] } | undefined;
+  copies: CopyLine[];
 }
 
-export function imageConfig(file: Dockerfile, name: string): ImageConfig {
+export function imageConfig(stages: Stage[], name: string): ImageConfig {
   const chain: Stage[] = [];
-  let stage = file.stages.find((s) => s.name === name);
-  while (stage) {
-    chain.unshift(stage);
-    const parent = stage.from;
-    stage = file.stages.find((s) => s.name === parent);
-  }
-  if (chain.length === 0) throw new Error(`no stage ${name} in the Dockerfile`);
+  for (let s = stages.find((x) => x.name === name); s; s = stages.find((x) => x.name === s?.from)) chain.unshift(s);
+  assert(chain.length > 0, `no stage ${name} in the Dockerfile`);
   const config: ImageConfig = {
-    chain,
     env: {},
     workdir: "/",
     user: undefined,
@@ -151,43 +84,39 @@ export function imageConfig(file: Dockerfile, name: string): ImageConfig {
     healthcheck: undefined,
     copies: [],
   };
-  for (const s of chain) {
-    for (const ins of s.instructions) {
-      switch (ins.keyword) {
-        case "ENV":
-          Object.assign(config.env, parseEnv(ins.args));
-          break;
-        case "WORKDIR":
-          config.workdir = posix.resolve(config.workdir, ins.args);
-          break;
-        case "USER":
-          config.user = ins.args;
-          break;
-        case "STOPSIGNAL":
-          config.stopSignal = ins.args;
-          break;
-        case "EXPOSE":
-          config.expose.push(...words(ins.args));
-          break;
-        case "CMD":
-          config.cmd = words(ins.args);
-          break;
-        case "HEALTHCHECK": {
-          const m = /^((?:--\S+\s+)*)CMD\s+(.*)$/.exec(ins.args);
-          if (!m) throw new Error(`Dockerfile:${ins.line}: cannot read HEALTHCHECK ${ins.args}`);
-          const options = Object.fromEntries(
-            words(m[1] ?? "").map((o) => {
-              const [k, v] = o.slice(2).split("=", 2);
-              return [k ?? "", v ?? ""];
-            }),
-          );
-          config.healthcheck = { options, command: words(m[2] ?? "") };
-          break;
-        }
-        case "COPY":
-        case "ADD":
-          config.copies.push({ stage: s, workdir: config.workdir, copy: parseCopy(ins) });
-          break;
+  for (const stage of chain) {
+    for (const ins of stage.instructions) {
+      const args = argsOf(ins);
+      const keyword = ins.getKeyword();
+      if (keyword === "ENV") for (const p of (ins as Env).getProperties()) config.env[p.getName()] = p.getValue() ?? "";
+      else if (keyword === "WORKDIR") config.workdir = posix.resolve(config.workdir, args);
+      else if (keyword === "USER") config.user = args;
+      else if (keyword === "STOPSIGNAL") config.stopSignal = args;
+      else if (keyword === "EXPOSE") config.expose.push(...ins.getArguments().map((a) => a.getValue()));
+      else if (keyword === "CMD") config.cmd = command(jsonForm(ins as JSONInstruction), args);
+      else if (keyword === "HEALTHCHECK") {
+        // dockerfile-ast reads the --options; the command after CMD is JSON (exec form) or shell.
+        const flags = (ins as JSONInstruction).getFlags();
+        const rest = args.replace(/^CMD\s+/i, "");
+        config.healthcheck = {
+          options: Object.fromEntries(flags.map((f) => [f.getName(), f.getValue() ?? ""])),
+          command: command(rest.startsWith("[") ? (JSON.parse(rest) as string[]) : [], rest),
+        };
+      } else if (keyword === "COPY" || keyword === "ADD") {
+        const copy = ins as JSONInstruction;
+        const json = jsonForm(copy);
+        const sources = json.length > 0 ? json : copy.getArguments().map((a) => a.getValue());
+        const dest = sources.pop();
+        assert(
+          dest !== undefined && sources.length > 0,
+          `Dockerfile:${lineOf(ins)}: ${keyword} needs a source and a destination`,
+        );
+        const from =
+          copy
+            .getFlags()
+            .find((f) => f.getName() === "from")
+            ?.getValue() ?? undefined;
+        config.copies.push({ from, sources, dest, line: lineOf(ins), workdir: config.workdir });
       }
     }
   }
@@ -196,63 +125,20 @@ export function imageConfig(file: Dockerfile, name: string): ImageConfig {
 
 // ------------------------------------------------------------------------------- .dockerignore
 
-/** Docker's .dockerignore rules: the last matching pattern wins, and a pattern matches a path
- * when it matches the path itself or one of its parent folders. */
+/** Whether the builder leaves a repo path (relative, /-separated) out of the build context. */
 export function dockerignore(text: string): (rel: string) => boolean {
-  const rules = text
-    .split("\n")
-    .map((l) => l.trim())
-    .filter((l) => l !== "" && !l.startsWith("#"))
-    .map((l) => {
-      const negate = l.startsWith("!");
-      const pattern = posix.normalize((negate ? l.slice(1) : l).trim()).replace(/^\/+/, "");
-      return { negate, re: globToRegExp(pattern) };
-    });
-  return (rel) => {
-    const parts = rel.split("/");
-    const candidates = parts.map((_, i) => parts.slice(0, i + 1).join("/"));
-    let excluded = false;
-    for (const rule of rules) {
-      if (candidates.some((c) => rule.re.test(c))) excluded = !rule.negate;
-    }
-    return excluded;
-  };
+  const rules = dockerignorePackage.default().add(text);
+  return (rel) => rules.ignores(rel);
 }
 
-function globToRegExp(glob: string): RegExp {
-  let re = "";
-  for (let i = 0; i < glob.length; i++) {
-    const c = glob[i] ?? "";
-    if (c === "*" && glob[i + 1] === "*") {
-      // "**/" is any number of folders (none too); a final "**" is anything.
-      if (glob[i + 2] === "/") {
-        re += "(?:.*/)?";
-        i += 2;
-      } else {
-        re += ".*";
-        i += 1;
-      }
-    } else if (c === "*") re += "[^/]*";
-    else if (c === "?") re += "[^/]";
-    else re += c.replace(/[.+^${}()|[\]\\]/g, "\\$&");
-  }
-  return new RegExp(`^${re}$`);
-}
-
-/** The repo files (relative, /-separated) a COPY source sends to the builder, after .dockerignore. */
+/** The repo files a COPY source sends to the builder, after .dockerignore. */
 export function contextFiles(source: string, ignored: (rel: string) => boolean): string[] {
-  const abs = join(REPO_ROOT, source);
-  if (!existsSync(abs)) return [];
   const out: string[] = [];
   const walk = (path: string) => {
-    const rel = relative(REPO_ROOT, path).split("\\").join("/");
-    if (statSync(path).isDirectory()) {
-      for (const entry of readdirSync(path)) walk(join(path, entry));
-    } else if (!ignored(rel)) {
-      out.push(rel);
-    }
+    if (statSync(path).isDirectory()) for (const entry of readdirSync(path)) walk(join(path, entry));
+    else if (!ignored(relative(REPO_ROOT, path))) out.push(relative(REPO_ROOT, path));
   };
-  walk(abs);
+  if (existsSync(join(REPO_ROOT, source))) walk(join(REPO_ROOT, source));
   return out;
 }
 
@@ -263,38 +149,35 @@ export function contextFiles(source: string, ignored: (rel: string) => boolean):
  */
 export function imageFiles(config: ImageConfig, ignored: (rel: string) => boolean): Map<string, string> {
   const files = new Map<string, string>();
-  for (const { workdir, copy } of config.copies) {
-    if (copy.from !== undefined) continue;
-    const destDir = copy.dest.endsWith("/") || copy.sources.length > 1;
-    const dest = posix.resolve(workdir, copy.dest);
-    for (const source of copy.sources) {
+  for (const { from, sources, dest: rawDest, workdir } of config.copies) {
+    if (from !== undefined) continue;
+    const destDir = rawDest.endsWith("/") || sources.length > 1;
+    const dest = posix.resolve(workdir, rawDest);
+    for (const source of sources) {
       const src = posix.normalize(source).replace(/\/+$/, "");
       const isDir = existsSync(join(REPO_ROOT, src)) && statSync(join(REPO_ROOT, src)).isDirectory();
       for (const rel of contextFiles(src, ignored)) {
-        const target = isDir
-          ? posix.join(dest, posix.relative(src, rel))
-          : destDir
-            ? posix.join(dest, posix.basename(rel))
-            : dest;
-        files.set(target, rel);
+        const inDir = destDir ? posix.join(dest, posix.basename(rel)) : dest;
+        files.set(isDir ? posix.join(dest, posix.relative(src, rel)) : inDir, rel);
       }
     }
   }
   return files;
 }
 
-// ------------------------------------------------------------------------------ compose, .env
+// ------------------------------------------------------------------------------------- compose
 
 export interface ComposeService {
   image?: string;
   build?: { context: string; target?: string };
   restart?: string;
   depends_on?: Record<string, { condition: string }>;
-  environment?: Record<string, string | number | boolean | null>;
-  ports?: string[];
+  environment?: Record<string, string | number | null>;
+  /** docker-compose prints short ports as "ip:published:target/tcp", others in the long syntax. */
+  ports?: (string | { host_ip?: string; published: number; target: number })[];
   volumes?: string[];
   command?: string[];
-  healthcheck?: { test: string[]; interval?: string; timeout?: string; retries?: number; start_period?: string };
+  healthcheck?: { test?: string[]; disable?: boolean; timeout?: string };
   stop_grace_period?: string;
 }
 
@@ -303,74 +186,81 @@ export interface ComposeFile {
   volumes?: Record<string, unknown>;
 }
 
-export function loadCompose(): ComposeFile {
-  return parseYaml(read("compose.yaml")) as ComposeFile;
-}
+/** Refused by docker-compose; the message is what it told the operator. */
+export class ComposeRefused extends Error {}
 
-/** KEY=value lines of an env file such as .env.example. */
-export function parseEnvFile(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const line of text.split("\n")) {
-    if (/^\s*(#|$)/.test(line)) continue;
-    const m = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(line);
-    if (!m) throw new Error(`not a KEY=value line: ${line}`);
-    out[m[1] ?? ""] = m[2] ?? "";
+const execFileP = promisify(execFile);
+
+/** KEY=value lines, as an env file holds them. */
+export const envFile = (vars: Record<string, string>): string =>
+  Object.entries(vars)
+    .map(([k, v]) => `${k}=${v}\n`)
+    .join("");
+
+/**
+ * compose.yaml as Debian's docker-compose resolves it (`config`) from an env file with exactly
+ * this text: nothing else reaches it (compose would take this process's environment over the
+ * file's, and read a .env of its own beside compose.yaml when given no file).
+ */
+export async function composeConfig(envText: string): Promise<ComposeFile> {
+  const dir = mkdtempSync(join(tmpdir(), "merch-compose-"));
+  try {
+    writeFileSync(join(dir, "env"), envText);
+    // scripts/docker-compose.sh installs Debian's package when it is missing: apt can be slow.
+    const { stdout } = await execFileP(
+      "bash",
+      ["scripts/docker-compose.sh", "-f", "compose.yaml", "--env-file", join(dir, "env"), "config"],
+      { cwd: REPO_ROOT, env: { PATH: process.env.PATH ?? "", HOME: dir }, timeout: 240_000, maxBuffer: 1 << 24 },
+    ).catch((err: { stderr?: string; message: string; killed?: boolean }) => {
+      if (err.killed) throw new Error(`docker-compose config did not finish in 240 s: ${err.message}`);
+      throw new ComposeRefused(err.stderr?.trim() || err.message);
+    });
+    return parseYaml(stdout) as ComposeFile;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
-  return out;
 }
 
-export interface Reference {
-  name: string;
-  /** ":-", "-", ":?", "?" or "" */
-  op: string;
-  arg: string;
+/** The names compose.yaml interpolates: ${NAME...} and $NAME, but not $$ (a literal $). */
+export function composeVariables(text: string): Set<string> {
+  return new Set([...text.matchAll(/\$\$|\$\{?([A-Za-z_][A-Za-z0-9_]*)/g)].flatMap((m) => (m[1] ? [m[1]] : [])));
 }
 
-const REFERENCE = /\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)/g;
-
-/** Every ${VAR...} and $VAR in a string ($$ is a literal $). */
-export function references(text: string): Reference[] {
-  const out: Reference[] = [];
-  for (const m of text.matchAll(REFERENCE)) {
-    if (m[0] === "$$") continue;
-    out.push({ name: m[1] ?? m[4] ?? "", op: m[2] ?? "", arg: m[3] ?? "" });
-  }
-  return out;
+export interface FilledEnv {
+  /** .env.example as an operator fills it in: each required value set to a fresh secret. */
+  vars: Record<string, string>;
+  /** The variables docker-compose refused to start without, in the order it named them. */
+  required: string[];
+  /** Each refusal docker-compose gave on the way. */
+  refusals: string[];
+  compose: ComposeFile;
 }
 
-/** Compose's interpolation: ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}, $$. */
-export function interpolate(text: string, vars: Record<string, string>): string {
-  return text.replace(REFERENCE, (whole, braced?: string, op?: string, arg?: string, bare?: string) => {
-    if (whole === "$$") return "$";
-    const name = braced ?? bare ?? "";
-    const value = vars[name];
-    const unsetOrEmpty = value === undefined || value === "";
-    switch (op) {
-      case ":-":
-        return unsetOrEmpty ? (arg ?? "") : value;
-      case "-":
-        return value === undefined ? (arg ?? "") : value;
-      case ":?":
-        if (unsetOrEmpty) throw new Error(`${name}: ${arg}`);
-        return value;
-      case "?":
-        if (value === undefined) throw new Error(`${name}: ${arg}`);
-        return value;
-      default:
-        return value ?? "";
+/**
+ * Starts from .env.example as it is and asks docker-compose, filling in each variable it says is
+ * required (its `${VAR:?VAR is required...}` messages name them) until it accepts the file.
+ */
+export async function fillEnvExample(secret: (name: string) => string): Promise<FilledEnv> {
+  const vars = parseEnv(read(".env.example")) as Record<string, string>;
+  const required: string[] = [];
+  const refusals: string[] = [];
+  for (;;) {
+    try {
+      // The first try reads .env.example itself, as an operator's copy would be read.
+      const compose = await composeConfig(required.length === 0 ? read(".env.example") : envFile(vars));
+      return { vars, required, refusals, compose };
+    } catch (err) {
+      if (!(err instanceof ComposeRefused)) throw err;
+      const name = /in service "[^"]+": ([A-Za-z_][A-Za-z0-9_]*) is required\b[^\n]*$/.exec(err.message)?.[1];
+      assert(
+        name !== undefined && !required.includes(name),
+        `compose refused without naming a new variable: ${err.message}`,
+      );
+      required.push(name);
+      refusals.push(err.message);
+      vars[name] = secret(name);
     }
-  });
-}
-
-/** A service's environment as its container gets it: the image's ENV, then compose's. */
-export function containerEnv(
-  image: ImageConfig,
-  service: ComposeService,
-  vars: Record<string, string>,
-): Record<string, string> {
-  const env: Record<string, string> = { ...image.env };
-  for (const [k, v] of Object.entries(service.environment ?? {})) env[k] = interpolate(String(v ?? ""), vars);
-  return env;
+  }
 }
 
 export interface PortMapping {
@@ -379,11 +269,21 @@ export interface PortMapping {
   target: number;
 }
 
-export function parsePort(spec: string): PortMapping {
-  const parts = spec.split(":");
-  const target = Number(parts.pop());
-  const published = Number(parts.pop());
-  return { hostIp: parts.pop(), published, target };
+export function portsOf(service: ComposeService): PortMapping[] {
+  return (service.ports ?? []).map((p) => {
+    if (typeof p !== "string") return { hostIp: p.host_ip, published: Number(p.published), target: Number(p.target) };
+    const [spec = "", protocol] = p.split("/");
+    assert(protocol === undefined || protocol === "tcp", `${p}: only TCP`);
+    const [target, published, hostIp] = spec.split(":").reverse();
+    return { hostIp, published: Number(published), target: Number(target) };
+  });
+}
+
+/** A service's environment as its container gets it: the image's ENV, then compose's. */
+export function containerEnv(image: ImageConfig, service: ComposeService): Record<string, string> {
+  const env: Record<string, string> = { ...image.env };
+  for (const [k, v] of Object.entries(service.environment ?? {})) env[k] = String(v ?? "");
+  return env;
 }
 
 /** "35s", "1m30s", "500ms" → milliseconds. */
@@ -433,7 +333,7 @@ export function importGraph(entries: string[]): ImportGraph {
   while (pending.length > 0) {
     const rel = pending.pop() ?? "";
     if (files.has(rel)) continue;
-    if (!existsSync(join(REPO_ROOT, rel))) throw new Error(`${rel} is imported but does not exist`);
+    assert(existsSync(join(REPO_ROOT, rel)), `${rel} is imported but does not exist`);
     files.add(rel);
     const source = read(rel);
     const statements = /(?:^|[\s;])(import|export)\s+(type\s+)?(?:[^"';]*?\sfrom\s*)?["']([^"']+)["']/g;

@@ -20,6 +20,8 @@ const env = readConfig((e) => ({
   dbPort: e.int("DB_SERVICE_PORT", 50051, 1, 65535),
   logPort: e.int("LOG_SERVICE_PORT", 50052, 1, 65535),
   pgPort: e.int("PG_PORT", 54329, 1, 65535),
+  // Readable lines for a person at a terminal; the services' JSON for anything else.
+  logFormat: e.oneOf("LOG_FORMAT", process.stdout.isTTY ? "pretty" : "json", ["pretty", "json"]),
 }));
 
 /** A secret kept in the data directory, readable by its owner only, made on first use. */
@@ -44,7 +46,7 @@ const stack = await startStack({
   serviceCredential: keptSecret("service-credential", env.serviceCredential),
   ports: { gateway: env.gatewayPort, "db-service": env.dbPort, "log-service": env.logPort },
   postgresPort: env.pgPort,
-  output: "inherit",
+  output: env.logFormat,
 });
 
 // Where the running store is, for the operator tools (npm run db:psql, db:reset, logs). It holds

@@ -6,6 +6,7 @@ import type { Logger } from "@merch/kit/logger";
 import { startRpcServer } from "@merch/kit/serve";
 import type { DbServiceConfig } from "./config.ts";
 import { type Database, openDatabase, toConnectError } from "./db.ts";
+import { DbMetrics } from "./metrics.ts";
 import { migrate } from "./migrate.ts";
 import { orderService } from "./orders.ts";
 import { ProductFeed, productService } from "./products.ts";
@@ -39,7 +40,8 @@ export async function startDbService(config: DbServiceConfig, logger: Logger): P
     logger.warn("SERVICE_CREDENTIAL is not set: every user and order call will be refused");
   }
 
-  const database = openDatabase(config, logger);
+  const metrics = new DbMetrics(config.poolMax);
+  const database = openDatabase(config, logger, metrics);
   const feed = new ProductFeed(database, logger);
   await feed.start();
   const server = await startRpcServer({
@@ -48,13 +50,14 @@ export async function startDbService(config: DbServiceConfig, logger: Logger): P
     services: [ProductService, UserService, OrderService],
     routes(router) {
       router.service(ProductService, productService(database, feed));
-      router.service(UserService, userService(database, config.limits));
-      router.service(OrderService, orderService(database, new WriteBatcher(database)));
+      router.service(UserService, userService(database, config.limits, metrics));
+      router.service(OrderService, orderService(database, new WriteBatcher(database, { metrics })));
     },
     serviceCredential: config.serviceCredential,
     openServices: [ProductService],
     logger,
     interceptors: [mapErrors],
+    metrics,
     readMaxBytes: 64 * 1024,
   });
 
@@ -64,7 +67,7 @@ export async function startDbService(config: DbServiceConfig, logger: Logger): P
   const sweep = setInterval(() => {
     if (!database.up) return;
     void database
-      .run(async (db) => {
+      .run("sweep", async (db) => {
         await sweepSessions(db);
         await sweepThrottle(db);
       })

@@ -2,9 +2,11 @@ import { ConnectError } from "@connectrpc/connect";
 import { rpcError } from "@merch/kit/errors";
 import type { Logger } from "@merch/kit/logger";
 import { ErrorReason } from "@merch/kit/reasons";
+import { inSpan } from "@merch/kit/tracing";
 import { drizzle, type PostgresJsDatabase } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
 import type { DbServiceConfig } from "./config.ts";
+import type { DbMetrics } from "./metrics.ts";
 import * as schema from "./schema.ts";
 
 export type Db = PostgresJsDatabase<typeof schema>;
@@ -22,10 +24,11 @@ export interface Database {
   /** Aborted the moment the database is found down (a new signal once it is back up). */
   readonly downSignal: AbortSignal;
   /**
-   * Runs work on the database. While it is down, fails at once; when it goes down meanwhile,
-   * fails at once too, without waiting for a frozen server: DATABASE_UNAVAILABLE either way.
+   * Runs work on the database, as operation `name` (its span and its timing). While the database
+   * is down, fails at once; when it goes down meanwhile, fails at once too, without waiting for a
+   * frozen server: DATABASE_UNAVAILABLE either way.
    */
-  run<T>(work: (db: Db) => Promise<T>): Promise<T>;
+  run<T>(name: string, work: (db: Db) => Promise<T>): Promise<T>;
   /** Called with every change of `up`. */
   onChange(listener: (up: boolean) => void): void;
   /** Gives the pool up, as when a ping fails: for a driver fault that left it unusable. */
@@ -62,7 +65,7 @@ function openPool(config: PoolConfig): postgres.Sql {
  * The first ping that succeeds again brings a new pool, free of the old one's dead connections and
  * reconnect backoff, so calls succeed again within a ping or two of the database's return.
  */
-export function openDatabase(config: PoolConfig, logger: Logger): Database {
+export function openDatabase(config: PoolConfig, logger: Logger, metrics?: DbMetrics): Database {
   let sql = openPool(config);
   let db: Db = drizzle({ client: sql, schema });
   let up = false;
@@ -74,6 +77,7 @@ export function openDatabase(config: PoolConfig, logger: Logger): Database {
   const set = (now: boolean, why?: string) => {
     if (now === up) return;
     up = now;
+    metrics?.databaseUp.set(now ? 1 : 0);
     logger[now ? "info" : "warn"]({ database: now ? "up" : "down", why }, "database health changed");
     if (!now) {
       down.abort();
@@ -138,10 +142,19 @@ export function openDatabase(config: PoolConfig, logger: Logger): Database {
     get downSignal() {
       return down.signal;
     },
-    async run(work) {
+    async run(name, work) {
       await started;
       if (!up) throw databaseUnavailable();
-      return whileUp(work(db), down.signal, databaseUnavailable);
+      const timer = metrics?.operationDuration.startTimer({ db_system_name: "postgresql", db_operation_name: name });
+      metrics?.connectionsUsed.inc({ state: "used" });
+      try {
+        return await inSpan(`db ${name}`, { "db.system.name": "postgresql", "db.operation.name": name }, () =>
+          whileUp(work(db), down.signal, databaseUnavailable),
+        );
+      } finally {
+        metrics?.connectionsUsed.dec({ state: "used" });
+        timer?.();
+      }
     },
     onChange(listener) {
       listeners.push(listener);

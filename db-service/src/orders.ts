@@ -48,7 +48,7 @@ function priorOrder(db: Db | Tx, userId: number, key: string) {
 export function orderService(database: Database, writer: WriteBatcher): ServiceImpl<typeof OrderService> {
   /** A placed order repeated with its key, or a key used for another request. */
   async function replay(userId: number, key: string, productId: number, quantity: number) {
-    const [prior] = await database.run((db) => priorOrder(db, userId, key));
+    const [prior] = await database.run("order.replay", (db) => priorOrder(db, userId, key));
     if (!prior) return undefined;
     if (prior.productId !== productId || prior.quantity !== quantity) {
       throw rpcError(
@@ -64,8 +64,8 @@ export function orderService(database: Database, writer: WriteBatcher): ServiceI
     const userId = session?.userId ?? 0;
     const earlier = await replay(userId, key, productId, quantity);
     if (earlier) return earlier;
-    await database.run((db) => requireSession(db, session));
-    const [product] = await database.run((db) =>
+    await database.run("session.check", (db) => requireSession(db, session));
+    const [product] = await database.run("product.stock", (db) =>
       db.select({ stock: products.stock }).from(products).where(eq(products.id, productId)),
     );
     if (!product) throw productNotFound(productId);
@@ -75,14 +75,14 @@ export function orderService(database: Database, writer: WriteBatcher): ServiceI
   /** The session's order, or why there is none to the caller. */
   async function ownOrder(session: Session | undefined, orderId: number) {
     const userId = session?.userId ?? 0;
-    const [row] = await database.run((db) =>
+    const [row] = await database.run("order.get", (db) =>
       db
         .select()
         .from(orders)
         .where(and(eq(orders.id, orderId), eq(orders.userId, userId), sessionOpen(db, session))),
     );
     if (row) return row;
-    await database.run((db) => requireSession(db, session));
+    await database.run("session.check", (db) => requireSession(db, session));
     throw orderNotFound(orderId);
   }
 
@@ -119,7 +119,7 @@ export function orderService(database: Database, writer: WriteBatcher): ServiceI
         return order && { order, product };
       }
       try {
-        placed = await writer.run(place, callerOf(ctx));
+        placed = await writer.run("order.place", place, callerOf(ctx));
       } catch (err) {
         // A concurrent request with the same key committed first: answer as it did.
         if (sqlState(err) === "23505" && constraintOf(err) === "orders_user_id_idempotency_key_key") {
@@ -143,7 +143,7 @@ export function orderService(database: Database, writer: WriteBatcher): ServiceI
       }
       const size = req.pageSize === 0 ? DEFAULT_PAGE_SIZE : req.pageSize;
       const userId = req.session?.userId ?? 0;
-      const page = await database.run((db) =>
+      const page = await database.run("order.list", (db) =>
         db
           .select()
           .from(orders)
@@ -158,7 +158,7 @@ export function orderService(database: Database, writer: WriteBatcher): ServiceI
           .limit(size + 1),
       );
       // Nothing to show: no orders, or no session to show them to.
-      if (page.length === 0) await database.run((db) => requireSession(db, req.session));
+      if (page.length === 0) await database.run("session.check", (db) => requireSession(db, req.session));
       const more = page.length > size;
       const items = more ? page.slice(0, size) : page;
       const last = items.at(-1);
@@ -173,27 +173,31 @@ export function orderService(database: Database, writer: WriteBatcher): ServiceI
       const userId = session?.userId ?? 0;
       // The status condition makes the stock come back exactly once: a second cancel, even a
       // concurrent one, waits for the row lock, then finds the order no longer placed.
-      const cancelled = await writer.run(async (tx) => {
-        const [order] = await tx
-          .update(orders)
-          .set({ status: "cancelled", cancelledAt: sql`now()` })
-          .where(
-            and(
-              eq(orders.id, orderId),
-              eq(orders.userId, userId),
-              eq(orders.status, "placed"),
-              sessionOpen(tx, session),
-            ),
-          )
-          .returning();
-        if (!order) return undefined;
-        const [product] = await tx
-          .update(products)
-          .set({ stock: sql`${products.stock} + ${order.quantity}` })
-          .where(eq(products.id, order.productId))
-          .returning();
-        return { order, product };
-      }, callerOf(ctx));
+      const cancelled = await writer.run(
+        "order.cancel",
+        async (tx) => {
+          const [order] = await tx
+            .update(orders)
+            .set({ status: "cancelled", cancelledAt: sql`now()` })
+            .where(
+              and(
+                eq(orders.id, orderId),
+                eq(orders.userId, userId),
+                eq(orders.status, "placed"),
+                sessionOpen(tx, session),
+              ),
+            )
+            .returning();
+          if (!order) return undefined;
+          const [product] = await tx
+            .update(products)
+            .set({ stock: sql`${products.stock} + ${order.quantity}` })
+            .where(eq(products.id, order.productId))
+            .returning();
+          return { order, product };
+        },
+        callerOf(ctx),
+      );
       if (cancelled) {
         return {
           order: orderToProto(cancelled.order),

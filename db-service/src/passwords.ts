@@ -14,10 +14,16 @@ export const ARGON2_PARAMS = { memoryCost: 9216, timeCost: 4, parallelism: 1 } a
  */
 class Gate {
   #free: number;
+  readonly #slots: number;
   readonly #waiting: (() => void)[] = [];
 
   constructor(slots: number) {
     this.#free = slots;
+    this.#slots = slots;
+  }
+
+  get load(): { active: number; waiting: number } {
+    return { active: this.#slots - this.#free, waiting: this.#waiting.length };
   }
 
   async run<T>(work: () => Promise<T>): Promise<T> {
@@ -34,6 +40,11 @@ class Gate {
 }
 
 const gate = new Gate(Math.max(1, availableParallelism()));
+
+/** How busy the hashing is, for the metrics. */
+export function argon2Load(): { active: number; waiting: number } {
+  return gate.load;
+}
 
 export function hashPassword(password: string): Promise<string> {
   return gate.run(() => hash(password, ARGON2_PARAMS));

@@ -62,7 +62,9 @@ export class ProductFeed {
   }
 
   async snapshot(): Promise<Product[]> {
-    const rows = await this.#database.run((db) => db.select().from(products).orderBy(asc(products.id)));
+    const rows = await this.#database.run("product.snapshot", (db) =>
+      db.select().from(products).orderBy(asc(products.id)),
+    );
     return rows.map(productToProto);
   }
 
@@ -88,7 +90,9 @@ export class ProductFeed {
         const ids = [...this.#pending];
         this.#pending = new Set();
         if (this.#listeners.size === 0) continue;
-        const rows = await this.#database.run((db) => db.select().from(products).where(inArray(products.id, ids)));
+        const rows = await this.#database.run("product.changed", (db) =>
+          db.select().from(products).where(inArray(products.id, ids)),
+        );
         const changed = rows.map(productToProto);
         for (const listener of this.#listeners) listener.change(changed, false);
       }
@@ -103,12 +107,14 @@ export class ProductFeed {
 export function productService(database: Database, feed: ProductFeed): ServiceImpl<typeof ProductService> {
   return {
     async listProducts() {
-      const rows = await database.run((db) => db.select().from(products).orderBy(asc(products.id)));
+      const rows = await database.run("product.list", (db) => db.select().from(products).orderBy(asc(products.id)));
       return { products: rows.map(productToProto) };
     },
 
     async getProduct(req) {
-      const [row] = await database.run((db) => db.select().from(products).where(eq(products.id, req.id)));
+      const [row] = await database.run("product.get", (db) =>
+        db.select().from(products).where(eq(products.id, req.id)),
+      );
       if (!row) throw productNotFound(req.id);
       return { product: productToProto(row) };
     },

@@ -8,6 +8,7 @@ import type { PgUpdateSetSource } from "drizzle-orm/pg-core";
 import type { LoginLimits } from "./config.ts";
 import { timestampFromPg, userToProto } from "./convert.ts";
 import { constraintOf, type Database, sqlState } from "./db.ts";
+import type { DbMetrics } from "./metrics.ts";
 import { burnVerification, hashPassword, verifyPassword } from "./passwords.ts";
 import { sessions, users } from "./schema.ts";
 import { endAllSessions, newSession, sessionEnded, sessionOpen } from "./sessions.ts";
@@ -34,11 +35,15 @@ const accountDeactivated = () => rpcError(ErrorReason.ACCOUNT_DEACTIVATED, "the 
 const IMPOSSIBLE_NAME = /[\x00-\x1f\x7f]/;
 const MAX_NAME = 50;
 
-export function userService(database: Database, limits: LoginLimits): ServiceImpl<typeof UserService> {
+export function userService(
+  database: Database,
+  limits: LoginLimits,
+  metrics?: DbMetrics,
+): ServiceImpl<typeof UserService> {
   return {
     async registerUser(req) {
       if (req.clientAddress !== "") {
-        const verdict = await database.run((db) =>
+        const verdict = await database.run("throttle.registration", (db) =>
           hit(db, [
             {
               key: `register:address:${req.clientAddress}`,
@@ -48,13 +53,14 @@ export function userService(database: Database, limits: LoginLimits): ServiceImp
           ]),
         );
         if (!verdict.allowed) {
+          metrics?.throttled.inc({ limit: "registration" });
           throw rpcError(ErrorReason.TOO_MANY_REGISTRATIONS, "too many accounts registered from this address lately", {
             retryAfterS: verdict.retryAfterS,
           });
         }
       }
       const passwordHash = await hashPassword(req.password);
-      const [row] = await database.run((db) =>
+      const [row] = await database.run("user.insert", (db) =>
         db
           .insert(users)
           .values({ sid: req.sid, username: req.username, email: req.email, passwordHash })
@@ -74,7 +80,9 @@ export function userService(database: Database, limits: LoginLimits): ServiceImp
       const possible = name.length <= MAX_NAME && !IMPOSSIBLE_NAME.test(name);
       const column = req.login.case === "sid" ? users.sid : users.username;
       const [row] = possible
-        ? await database.run((db) => db.select().from(users).where(sql`lower(${column}) = lower(${name})`))
+        ? await database.run("user.lookup", (db) =>
+            db.select().from(users).where(sql`lower(${column}) = lower(${name})`),
+          )
         : [];
       // One account is one account, named by username or by sid; a name without an account is
       // counted under itself (hashed: any text may arrive, the key must be storable).
@@ -82,20 +90,21 @@ export function userService(database: Database, limits: LoginLimits): ServiceImp
         ? `login:account:${row.id}`
         : `login:name:${createHash("sha256").update(name.toLowerCase()).digest("hex")}`;
       const addressKey = req.clientAddress === "" ? undefined : `login:address:${req.clientAddress}`;
-      const verdict = await database.run((db) =>
+      const verdict = await database.run("throttle.login", (db) =>
         hit(db, [
           { key: accountKey, max: limits.accountMaxFailures, windowS: limits.windowS },
           ...(addressKey ? [{ key: addressKey, max: limits.addressMaxFailures, windowS: limits.windowS }] : []),
         ]),
       );
       if (!verdict.allowed) {
+        metrics?.throttled.inc({ limit: "login" });
         throw rpcError(ErrorReason.TOO_MANY_ATTEMPTS, "too many failed logins; try again later", {
           retryAfterS: verdict.retryAfterS,
         });
       }
       const ok = row ? await verifyPassword(row.passwordHash, req.password) : await burnVerification(req.password);
       if (!row || !ok) throw invalidCredentials();
-      const opened = await database.run((db) =>
+      const opened = await database.run("session.open", (db) =>
         db.transaction(async (tx) => {
           await forget(tx, [accountKey]);
           if (addressKey) await refund(tx, [addressKey]);
@@ -117,7 +126,7 @@ export function userService(database: Database, limits: LoginLimits): ServiceImp
 
     async endSession(req) {
       const { session } = req;
-      const [ended] = await database.run((db) =>
+      const [ended] = await database.run("session.end", (db) =>
         db
           .update(sessions)
           .set({ endedAt: sql`now()` })
@@ -136,7 +145,7 @@ export function userService(database: Database, limits: LoginLimits): ServiceImp
     },
 
     async getUser(req) {
-      const [row] = await database.run((db) =>
+      const [row] = await database.run("user.get", (db) =>
         db
           .select()
           .from(users)
@@ -148,7 +157,7 @@ export function userService(database: Database, limits: LoginLimits): ServiceImp
 
     async updateUser(req) {
       const userId = req.session?.userId ?? 0;
-      const [current] = await database.run((db) =>
+      const [current] = await database.run("user.get", (db) =>
         db
           .select()
           .from(users)
@@ -162,7 +171,7 @@ export function userService(database: Database, limits: LoginLimits): ServiceImp
       if (req.username !== undefined) changes.username = req.username;
       if (req.email !== undefined) changes.email = req.email;
       if (req.password !== undefined) changes.passwordHash = await hashPassword(req.password);
-      const row = await database.run((db) =>
+      const row = await database.run("user.update", (db) =>
         db.transaction(async (tx) => {
           // Matching the hash we verified against refuses a password change that raced another.
           const unchanged: SQL[] = [eq(users.id, userId), eq(users.passwordHash, current.passwordHash)];
@@ -183,7 +192,7 @@ export function userService(database: Database, limits: LoginLimits): ServiceImp
 
     async deactivateUser(req) {
       const userId = req.session?.userId ?? 0;
-      const row = await database.run((db) =>
+      const row = await database.run("user.deactivate", (db) =>
         db.transaction(async (tx) => {
           const [deactivated] = await tx
             .update(users)

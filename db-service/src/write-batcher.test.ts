@@ -28,7 +28,7 @@ before(async () => {
     { databaseUrl: pg.url, poolMax: 4, statementTimeoutMs: 5000, connectTimeoutS: 2 },
     createLogger("db-service", "silent"),
   );
-  await database.run(async () => {});
+  await database.run("test.warm-up", async () => {});
 });
 after(async () => {
   await database?.close();
@@ -53,7 +53,9 @@ const reasonOfError = (err: unknown) => (err instanceof ConnectError ? reasonOf(
 test("concurrent writes share transactions, keep their order, and each gets its own result", async () => {
   const batcher = new WriteBatcher(database);
   const before = await commits();
-  const results = await Promise.all(Array.from({ length: 300 }, (_, n) => batcher.run(insert(n), forever)));
+  const results = await Promise.all(
+    Array.from({ length: 300 }, (_, n) => batcher.run("test.insert", insert(n), forever)),
+  );
   assert.deepEqual(
     results,
     Array.from({ length: 300 }, (_, n) => n),
@@ -72,7 +74,7 @@ test("concurrent writes share transactions, keep their order, and each gets its 
 test("a failing write fails alone: the others of its batch still commit", async () => {
   const batcher = new WriteBatcher(database);
   const calls = [1000, 1001, 5, 1002].map((n) =>
-    batcher.run(insert(n), forever).then(
+    batcher.run("test.insert", insert(n), forever).then(
       (v) => v,
       (err: unknown) => `error ${sqlState(err)}`,
     ),
@@ -85,7 +87,10 @@ test("a failing write fails alone: the others of its batch still commit", async 
 test("a write whose caller's deadline has passed is not started, and says so", async () => {
   const batcher = new WriteBatcher(database);
   const late: Caller = { signal: new AbortController().signal, deadline: Date.now() - 1 };
-  await assert.rejects(batcher.run(insert(2000), late), (err) => reasonOfError(err) === ErrorReason.UPSTREAM_TIMEOUT);
+  await assert.rejects(
+    batcher.run("test.insert", insert(2000), late),
+    (err) => reasonOfError(err) === ErrorReason.UPSTREAM_TIMEOUT,
+  );
   assert.equal(await inLedger(2000), 0);
 });
 
@@ -93,9 +98,9 @@ test("a caller that hangs up while its batch runs gets nothing committed; the re
   const batcher = new WriteBatcher(database);
   const leaving = new AbortController();
   // 150000 sleeps 1.5 s at commit: the caller leaves before that.
-  const slow = batcher.run(insert(150_000), forever);
-  const gone = batcher.run(insert(3000), { signal: leaving.signal, deadline: Number.POSITIVE_INFINITY });
-  const stays = batcher.run(insert(3001), forever);
+  const slow = batcher.run("test.insert", insert(150_000), forever);
+  const gone = batcher.run("test.insert", insert(3000), { signal: leaving.signal, deadline: Number.POSITIVE_INFINITY });
+  const stays = batcher.run("test.insert", insert(3001), forever);
   await slow;
   // gone and stays wait in the next batch; gone leaves before it runs or commits.
   leaving.abort();
@@ -110,10 +115,14 @@ test("a write runs only until its caller's deadline (statement_timeout), then no
   const caller: Caller = { signal: new AbortController().signal, deadline: Date.now() + 300 };
   const started = Date.now();
   await assert.rejects(
-    batcher.run(async (tx) => {
-      await tx.execute(q`INSERT INTO ledger (n) VALUES (4000)`);
-      await tx.execute(q`SELECT pg_sleep(3)`);
-    }, caller),
+    batcher.run(
+      "test.slow",
+      async (tx) => {
+        await tx.execute(q`INSERT INTO ledger (n) VALUES (4000)`);
+        await tx.execute(q`SELECT pg_sleep(3)`);
+      },
+      caller,
+    ),
     (err) => reasonOfError(err) === ErrorReason.UPSTREAM_TIMEOUT || sqlState(err) === "57014",
   );
   assert.ok(Date.now() - started < 2000, "cut at the deadline, not after the sleep");
@@ -123,7 +132,7 @@ test("a write runs only until its caller's deadline (statement_timeout), then no
 test("a connection lost during COMMIT is outcome_unknown, and the write is never run twice", async () => {
   const batcher = new WriteBatcher(database);
   // 120000 sleeps 1.2 s at commit; the pool is given up meanwhile, as when PostgreSQL freezes.
-  const write = batcher.run(insert(120_000), forever);
+  const write = batcher.run("test.insert", insert(120_000), forever);
   await new Promise((r) => setTimeout(r, 400));
   database.reset("test: the connection is lost while committing");
   await assert.rejects(write, (err) => reasonOfError(err) === ErrorReason.OUTCOME_UNKNOWN);
@@ -133,5 +142,5 @@ test("a connection lost during COMMIT is outcome_unknown, and the write is never
   // The database comes back (the next ping) and writes work again.
   const deadline = Date.now() + 5000;
   while (!database.up && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  assert.equal(await batcher.run(insert(5000), forever), 5000);
+  assert.equal(await batcher.run("test.insert", insert(5000), forever), 5000);
 });

@@ -1,9 +1,11 @@
 import { rpcError } from "@merch/kit/errors";
 import { ErrorReason } from "@merch/kit/reasons";
+import { endSpan, type Span, tracer } from "@merch/kit/tracing";
 import { sql } from "drizzle-orm";
 import type { PgDatabase } from "drizzle-orm/pg-core";
 import type { PostgresJsQueryResultHKT } from "drizzle-orm/postgres-js";
 import { type Database, databaseUnavailable, isServerAnswer, whileUp } from "./db.ts";
+import type { DbMetrics } from "./metrics.ts";
 import type * as schema from "./schema.ts";
 
 /** What a write runs its statement on: the batch's transaction. */
@@ -20,6 +22,8 @@ export interface Caller {
 interface Pending {
   work: (tx: Tx) => Promise<unknown>;
   caller: Caller;
+  /** The write's span in its caller's trace, from the wait in the queue to the commit. */
+  span: Span;
   resolve(value: unknown): void;
   reject(err: unknown): void;
 }
@@ -60,18 +64,41 @@ class DatabaseDown extends Error {}
 export class WriteBatcher {
   readonly #database: Database;
   readonly #maxBatch: number;
+  readonly #metrics: DbMetrics | undefined;
   #queue: Pending[] = [];
   #draining = false;
 
-  constructor(database: Database, maxBatch = 64) {
+  constructor(database: Database, opts: { maxBatch?: number; metrics?: DbMetrics } = {}) {
     this.#database = database;
-    this.#maxBatch = maxBatch;
+    this.#maxBatch = opts.maxBatch ?? 64;
+    this.#metrics = opts.metrics;
   }
 
-  /** Runs one write, durably: resolves with its result once its transaction committed. */
-  run<T>(work: (tx: Tx) => Promise<T>, caller: Caller): Promise<T> {
+  /** Runs one write, durably, as operation `name`: resolves with its result once it committed. */
+  run<T>(name: string, work: (tx: Tx) => Promise<T>, caller: Caller): Promise<T> {
+    const span = tracer().startSpan(`db ${name}`, {
+      attributes: { "db.system.name": "postgresql", "db.operation.name": name },
+    });
+    const timer = this.#metrics?.operationDuration.startTimer({
+      db_system_name: "postgresql",
+      db_operation_name: name,
+    });
     return new Promise<unknown>((resolve, reject) => {
-      this.#queue.push({ work, caller, resolve, reject });
+      this.#queue.push({
+        work,
+        caller,
+        span,
+        resolve: (value) => {
+          timer?.();
+          span.end();
+          resolve(value);
+        },
+        reject: (err) => {
+          timer?.();
+          endSpan(span, err);
+          reject(err);
+        },
+      });
       if (!this.#draining) void this.#drain();
     }) as Promise<T>;
   }
@@ -115,6 +142,24 @@ export class WriteBatcher {
    * all of them when the transaction failed before COMMIT, so that PostgreSQL rolled it back.
    */
   async #commit(batch: Pending[]): Promise<Pending[]> {
+    this.#metrics?.batchSize.observe(batch.length);
+    for (const p of batch) p.span.setAttribute("db.operation.batch.size", batch.length);
+    // One transaction for writes of many traces: its span is linked to each of theirs.
+    const batchSpan = tracer().startSpan("db write batch", {
+      root: true,
+      links: batch.map((p) => ({ context: p.span.spanContext() })),
+      attributes: { "db.system.name": "postgresql", "db.operation.batch.size": batch.length },
+    });
+    this.#metrics?.connectionsUsed.inc({ state: "used" });
+    try {
+      return await this.#transaction(batch);
+    } finally {
+      this.#metrics?.connectionsUsed.dec({ state: "used" });
+      batchSpan.end();
+    }
+  }
+
+  async #transaction(batch: Pending[]): Promise<Pending[]> {
     const deadline = Math.min(...batch.map((p) => p.caller.deadline));
     let results: PromiseSettledResult<unknown>[] | undefined;
     let committing = false;

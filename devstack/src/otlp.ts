@@ -110,8 +110,11 @@ class Reader {
 
   skip(wire: number): void {
     if (wire === VARINT) this.varint();
-    else if (wire === LEN) this.pos += this.length();
-    else if (wire === I64 || wire === I32) {
+    else if (wire === LEN) {
+      // Read first: `this.pos += this.length()` would add to the position from before the length.
+      const length = this.length();
+      this.pos += length;
+    } else if (wire === I64 || wire === I32) {
       const size = wire === I64 ? 8 : 4;
       this.need(size);
       this.pos += size;

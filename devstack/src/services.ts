@@ -1,5 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { prettyFactory } from "pino-pretty";
 import { REPO_ROOT } from "./paths.ts";
 
 // One service of the store as a child process, started from its real entrypoint.
@@ -33,18 +35,39 @@ export const SERVICE_NODE_FLAGS: Record<ServiceName, string[]> = {
   gateway: ["--max-semi-space-size=2", "--max-old-space-size=48"],
 };
 
+const COLOURS: Record<ServiceName, string> = {
+  "db-service": "\u001b[36m",
+  "log-service": "\u001b[35m",
+  gateway: "\u001b[32m",
+};
+
 const ENTRY: Record<ServiceName, string> = {
   "db-service": "db-service/src/server.ts",
   "log-service": "log-service/src/server.ts",
   gateway: "gateway/src/server.ts",
 };
 
+/**
+ * Where a service's output goes: kept for the caller ("capture"), or printed here, either as the
+ * JSON lines the service writes, untouched so a log shipper can read them (they name their
+ * service), or made readable for a person ("pretty": one coloured line per entry, prefixed with
+ * the service's name). Anything that is not a log line (a crash's stack) is prefixed in both.
+ */
+export type OutputMode = "capture" | "json" | "pretty";
+
+const pretty = prettyFactory({
+  colorize: true,
+  singleLine: true,
+  translateTime: "SYS:HH:MM:ss.l",
+  ignore: "pid,hostname,name",
+});
+
 /** Runs a service's real entrypoint; `port` undefined leaves PORT to `env`. */
 export function runService(
   name: ServiceName,
   port: number | undefined,
   env: Record<string, string>,
-  output: "inherit" | "capture",
+  output: OutputMode,
 ): ServiceProcess {
   let captured = "";
   let child: ChildProcess;
@@ -60,15 +83,24 @@ export function runService(
     });
     const current = child;
     exit = new Promise((resolve) => current.once("exit", (code, signal) => resolve(code ?? signal ?? "unknown")));
-    const forward = (chunk: Buffer) => {
-      if (output === "capture") {
+    if (output === "capture") {
+      const keep = (chunk: Buffer) => {
         captured += chunk.toString();
-        return;
+      };
+      child.stdout?.on("data", keep);
+      child.stderr?.on("data", keep);
+    } else {
+      const tag = output === "pretty" ? `${COLOURS[name]}${name.padEnd(11)}\u001b[0m` : `[${name}]`;
+      const print = (line: string) => {
+        if (line === "") return;
+        const entry = line.startsWith("{");
+        if (entry && output === "json") process.stdout.write(`${line}\n`);
+        else process.stdout.write(`${tag} ${entry ? pretty(line).trimEnd() : line}\n`);
+      };
+      for (const stream of [child.stdout, child.stderr]) {
+        if (stream) createInterface({ input: stream }).on("line", print);
       }
-      for (const line of chunk.toString().split("\n")) if (line !== "") process.stdout.write(`[${name}] ${line}\n`);
-    };
-    child.stdout?.on("data", forward);
-    child.stderr?.on("data", forward);
+    }
   };
   start();
   // A test or start script that dies must not leave services behind.

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { freePort } from "./ports.ts";
 import { applySchema, type PostgresServer, startPostgres } from "./postgres.ts";
-import { runService, type ServiceName, type ServiceProcess } from "./services.ts";
+import { type OutputMode, runService, type ServiceName, type ServiceProcess } from "./services.ts";
 
 // The whole store as separate processes on one machine: `npm start` runs it on embedded
 // defaults, and the end-to-end tests run it on free ports and throwaway data.
@@ -21,8 +21,8 @@ export interface StackOptions {
   postgresPort?: number | undefined;
   /** fsync off for the embedded cluster: for throwaway test data only. */
   fastPostgres?: boolean;
-  /** "inherit" prefixes each line with the service name on this terminal; "capture" keeps it. */
-  output: "inherit" | "capture";
+  /** Where the services' output goes (services.ts). */
+  output: OutputMode;
   env?: Record<string, string>;
   /** Extra environment for one service. */
   serviceEnv?: Partial<Record<ServiceName, Record<string, string>>>;

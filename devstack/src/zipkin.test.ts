@@ -100,9 +100,16 @@ async function checkParentChild(server: ZipkinServer, exporter: SpanExporter, se
       kind: SpanKind.SERVER,
       attributes: { "http.request.method": "GET", "http.response.status_code": 200 },
     });
+    // A link is a field the receiver does not read: it must step over it whole.
+    const other = tracer.startSpan("unrelated");
+    other.end();
     const child = tracer.startSpan(
       "db.query",
-      { kind: SpanKind.CLIENT, attributes: { "peer.service": "db-service", "db.rows": 3, "db.cached": false } },
+      {
+        kind: SpanKind.CLIENT,
+        attributes: { "peer.service": "db-service", "db.rows": 3, "db.cached": false },
+        links: [{ context: other.spanContext() }],
+      },
       trace.setSpan(context.active(), parent),
     );
     child.addEvent("cache miss", { key: "products:all" });

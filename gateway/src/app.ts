@@ -22,6 +22,7 @@ import type { GatewayConfig } from "./config.ts";
 import type { Handlers, RestContext } from "./context.ts";
 import { requestInfo } from "./context.ts";
 import { EventLog } from "./event-log.ts";
+import { GatewayMetrics, observeRequests } from "./observe.ts";
 import { answerForError, BODY_LIMIT, CLIENT_ERRORS, type FieldError, problem, sendProblem } from "./problems.ts";
 import { ProductCache } from "./product-cache.ts";
 import { orderRoutes } from "./rest/orders.ts";
@@ -107,6 +108,12 @@ export async function buildGateway(
     clientErrorHandler: (err, socket) => answerClientError(err, socket, events),
   });
   app.server.maxConnections = config.http.maxConnections;
+  const metrics = new GatewayMetrics(
+    () => events.stats(),
+    () => products.following,
+  );
+  // First of all hooks: the request's span is the context everything after it runs in.
+  observeRequests(app, metrics);
 
   app.setValidatorCompiler(validatorCompiler());
   // JSON is the only body the REST API takes; anything else is 415, not a string to validate.
@@ -227,6 +234,7 @@ export async function buildGateway(
   const ctx: RestContext = {
     store,
     specText,
+    metrics: () => metrics.text(),
     eventStats: () => events.stats(),
     productJson: { list: () => products.listJson(), get: (id) => products.getJson(id) },
     async readiness() {

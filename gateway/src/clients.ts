@@ -5,6 +5,7 @@ import { LogService } from "@merch/gen/merch/log/v1/log_pb";
 import { OrderService } from "@merch/gen/merch/store/v1/order_pb";
 import { ProductService } from "@merch/gen/merch/store/v1/product_pb";
 import { UserService } from "@merch/gen/merch/store/v1/user_pb";
+import { traceClient } from "@merch/kit/metrics";
 import { sendServiceCredential } from "@merch/kit/service-credential";
 import { GuardedSessionManager } from "@merch/kit/session-manager";
 import type { DbTransport, GatewayConfig } from "./config.ts";
@@ -65,13 +66,16 @@ function dbTransport(
 
 /** The real services, over the network, every call carrying the service credential. */
 export function networkDownstream(config: GatewayConfig): Downstream {
-  const interceptors = config.serviceCredential === undefined ? [] : [sendServiceCredential(config.serviceCredential)];
+  // Calls to db-service are traced (their spans are children of the request's); the log stream
+  // lives longer than any request, so its events carry their trace ids instead.
+  const credential = config.serviceCredential === undefined ? [] : [sendServiceCredential(config.serviceCredential)];
+  const interceptors = [traceClient(), ...credential];
   const dbSessions = new GuardedSessionManager(config.dbServiceUrl);
   const logSessions = new GuardedSessionManager(config.logServiceUrl);
   return {
     db: dbTransport(config.dbTransport, config.dbServiceUrl, config.rpcTimeoutMs, interceptors, dbSessions),
     // log-service over gRPC on h2c: client streaming needs HTTP/2.
-    log: createGrpcTransport({ baseUrl: config.logServiceUrl, sessionManager: logSessions, interceptors }),
+    log: createGrpcTransport({ baseUrl: config.logServiceUrl, sessionManager: logSessions, interceptors: credential }),
     close() {
       dbSessions.abort();
       logSessions.abort();

@@ -17,6 +17,8 @@ export interface RestContext {
   /** Whether db-service and log-service answer their health checks. */
   readiness(): Promise<{ ready: boolean; checks: Record<string, string> }>;
   eventStats(): unknown;
+  /** The Prometheus text of GET /metrics. */
+  metrics(): Promise<string>;
   /** Product pages as ready-made JSON, for the hottest reads. */
   productJson: { list(): Promise<string>; get(id: number): Promise<string | undefined> };
 }

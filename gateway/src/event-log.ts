@@ -10,6 +10,7 @@ import {
   type StreamLogsRequestSchema,
 } from "@merch/gen/merch/log/v1/log_pb";
 import type { Logger } from "@merch/kit/logger";
+import { activeIds } from "@merch/kit/tracing";
 
 export type Level = "debug" | "info" | "warn" | "error";
 
@@ -128,6 +129,7 @@ export class EventLog {
     const attributes = input.attributes
       ? Object.fromEntries(Object.entries(input.attributes).filter(([key]) => !SECRET_KEY.test(key)))
       : {};
+    const ids = activeIds();
     const init: MessageInitShape<typeof LogEventSchema> = {
       id: randomUUID(),
       time: timestampNow(),
@@ -137,6 +139,7 @@ export class EventLog {
       message: input.message,
       requestId: input.requestId ?? "",
       attributes,
+      ...(ids ? { traceId: ids.traceId, spanId: ids.spanId } : {}),
       ...(input.userId === undefined ? {} : { userId: input.userId }),
       ...(input.http ? { http: input.http } : {}),
     };

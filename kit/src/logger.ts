@@ -1,4 +1,5 @@
 import { type Logger, pino } from "pino";
+import { activeIds } from "./tracing.ts";
 
 export type { Logger };
 
@@ -7,6 +8,11 @@ export function createLogger(service: string, level = process.env.LOG_LEVEL ?? "
   return pino({
     name: service,
     level,
+    // A line written while serving a traced request says which trace and span it belongs to.
+    mixin() {
+      const ids = activeIds();
+      return ids ? { trace_id: ids.traceId, span_id: ids.spanId } : {};
+    },
     redact: {
       paths: [
         "password",

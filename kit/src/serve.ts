@@ -8,6 +8,7 @@ import type { Logger } from "pino";
 import { validation } from "./errors.ts";
 import { HealthRegistry } from "./health.ts";
 import { type DualHandler, listenDual } from "./listener.ts";
+import { observeServer, type ServiceMetrics } from "./metrics.ts";
 import { registerReflection } from "./reflection.ts";
 import { requireServiceCredential } from "./service-credential.ts";
 
@@ -27,8 +28,10 @@ export interface RpcServerOptions {
   interceptors?: Interceptor[];
   /** Largest request message accepted, in bytes. */
   readMaxBytes?: number;
-  /** Plain HTTP GET endpoints next to the RPCs, by path (for example "/metrics"). */
+  /** Plain HTTP GET endpoints next to the RPCs, by path ("/metrics" is always there). */
   httpRoutes?: Readonly<Record<string, DualHandler>>;
+  /** The service's metrics: every RPC is timed into them, and GET /metrics serves them. */
+  metrics: ServiceMetrics;
 }
 
 export interface RpcServer {
@@ -46,6 +49,7 @@ export interface RpcServer {
 export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer> {
   const health = new HealthRegistry(opts.services.map((s) => s.typeName));
   const shutdown = new AbortController();
+  const metricsRoute = opts.metrics.handler();
   const handler = connectNodeAdapter({
     routes(router) {
       opts.routes(router);
@@ -53,6 +57,7 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
       registerReflection(router, opts.services);
     },
     interceptors: [
+      observeServer(opts.metrics),
       logErrors(opts.logger),
       requireServiceCredential(
         opts.serviceCredential,
@@ -68,7 +73,7 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
     maxTimeoutMs: 60_000,
     fallback(req, res) {
       const path = (req.url ?? "/").split("?")[0] ?? "/";
-      const route = opts.httpRoutes?.[path];
+      const route = path === "/metrics" ? metricsRoute : opts.httpRoutes?.[path];
       if (route && (req.method === "GET" || req.method === "HEAD")) return route(req, res);
       res.writeHead(404, { "content-type": "text/plain" });
       res.end("not found\n");

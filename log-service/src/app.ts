@@ -6,8 +6,8 @@ import type { LogServiceConfig } from "./config.ts";
 import { FileWriter } from "./file-writer.ts";
 import { KafkaWriter } from "./kafka-writer.ts";
 import { logRpc } from "./log-rpc.ts";
-import { Counters, renderMetrics } from "./metrics.ts";
-import { Sink } from "./sink.ts";
+import { LogMetrics } from "./metrics.ts";
+import { Sink, type SinkStatus } from "./sink.ts";
 
 export interface LogServiceHandle {
   readonly port: number;
@@ -19,7 +19,9 @@ export interface LogServiceHandle {
 const HEALTH_RECHECK_MS = 5000;
 
 export async function startLogService(config: LogServiceConfig, logger: Logger): Promise<LogServiceHandle> {
-  const counters = new Counters();
+  // The sink's status is read at scrape time; the sink is made below.
+  const metrics: LogMetrics = new LogMetrics((): SinkStatus => sink.status());
+  const counters = metrics.counters;
   const writer =
     config.kafkaBrokers.length > 0
       ? await KafkaWriter.start({
@@ -32,14 +34,14 @@ export async function startLogService(config: LogServiceConfig, logger: Logger):
           spoolMaxBytes: config.spoolMaxBytes,
           counters,
           logger,
+          onSend(seconds, failed) {
+            metrics.publishDuration.observe(seconds);
+            if (failed) metrics.publishErrors.inc();
+          },
         })
       : await FileWriter.open(config.dataDir, counters, logger);
-  const sink = new Sink(writer, counters);
+  const sink: Sink = new Sink(writer, counters);
 
-  const metrics: DualHandler = (_req, res) => {
-    res.writeHead(200, { "content-type": "text/plain; version=0.0.4; charset=utf-8" });
-    res.end(renderMetrics(counters, sink.status()));
-  };
   const status: DualHandler = (_req, res) => {
     const s = sink.status();
     const body = { ...s, dropped: counters.dropped, accepted: counters.accepted, rejected: counters.rejected };
@@ -58,7 +60,8 @@ export async function startLogService(config: LogServiceConfig, logger: Logger):
       },
       serviceCredential: config.serviceCredential,
       logger,
-      httpRoutes: { "/metrics": metrics, "/status": status },
+      httpRoutes: { "/status": status },
+      metrics,
     });
   } catch (err) {
     await sink.close();

@@ -82,6 +82,8 @@ test("the record: snake_case JSON, RFC 3339 times, null for what is absent", () 
     request_id: null,
     http: null,
     attributes: {},
+    trace_id: null,
+    span_id: null,
     received_at: "2025-01-02T03:04:05.678Z",
   } satisfies LogRecord);
   const full = toRecord(
@@ -93,9 +95,13 @@ test("the record: snake_case JSON, RFC 3339 times, null for what is absent", () 
       requestId: "req-1",
       http: { method: "POST", path: "/api/orders", status: 500, durationMs: 3.5 },
       attributes: { order_id: "12" },
+      traceId: "4bf92f3577b34da6a3ce929d0e0e4736",
+      spanId: "00f067aa0ba902b7",
     }),
     receivedAt,
   );
+  assert.equal(full.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+  assert.equal(full.span_id, "00f067aa0ba902b7");
   assert.equal(full.time, "2023-11-14T22:13:20.987Z");
   assert.equal(full.level, "error");
   assert.equal(full.user_id, 9);

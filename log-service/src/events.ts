@@ -15,6 +15,9 @@ export interface LogRecord {
   request_id: string | null;
   http: { method: string; path: string; status: number; duration_ms: number } | null;
   attributes: Record<string, string>;
+  /** The trace the event happened in, for finding it in the trace backend. */
+  trace_id: string | null;
+  span_id: string | null;
   received_at: string;
 }
 
@@ -103,6 +106,8 @@ export function validateEvent(e: LogEvent, path: string): FieldViolation[] {
       fail("http.duration_ms", "must be a finite number of milliseconds, 0 or more");
     }
   }
+  if (e.traceId !== "" && !/^[0-9a-f]{32}$/.test(e.traceId)) fail("trace_id", "must be 32 lower-case hex digits");
+  if (e.spanId !== "" && !/^[0-9a-f]{16}$/.test(e.spanId)) fail("span_id", "must be 16 lower-case hex digits");
   const attributes = Object.entries(e.attributes);
   if (attributes.length > MAX_ATTRIBUTES) fail("attributes", `must have at most ${MAX_ATTRIBUTES} entries`);
   for (const [key, value] of attributes) {
@@ -143,6 +148,8 @@ export function toRecord(e: LogEvent, receivedAt: Date): LogRecord {
         : { method: e.http.method, path: e.http.path, status: e.http.status, duration_ms: e.http.durationMs },
     // Own data properties only, whatever the keys are called.
     attributes: Object.fromEntries(Object.entries(e.attributes)),
+    trace_id: e.traceId === "" ? null : e.traceId,
+    span_id: e.spanId === "" ? null : e.spanId,
     received_at: receivedAt.toISOString(),
   };
 }

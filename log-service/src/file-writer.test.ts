@@ -138,6 +138,8 @@ test("WriteLogs as a plain JSON POST, as curl sends it (with the service credent
       request_id: null,
       http: { method: "GET", path: "/orders", status: 503, duration_ms: 12.5 },
       attributes: { chunk: "orders.js" },
+      trace_id: null,
+      span_id: null,
       received_at: "",
     },
   );

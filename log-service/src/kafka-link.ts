@@ -9,6 +9,8 @@ export interface KafkaLinkOptions {
   partitions: number;
   replicationFactor: number;
   logger: Logger;
+  /** Told of every send: how long it took, and whether it failed (for the metrics). */
+  onSend?: (seconds: number, failed: boolean) => void;
 }
 
 // A few quick retries ride out a leader change; anything longer is an outage, and then the
@@ -49,6 +51,7 @@ export class KafkaLink {
 
   async send(records: readonly OutRecord[]): Promise<void> {
     const pending = this.#currentProducer();
+    const started = performance.now();
     try {
       const producer = await pending;
       await withDeadline(
@@ -61,7 +64,9 @@ export class KafkaLink {
         SEND_DEADLINE_MS,
         "Kafka send",
       );
+      this.#opts.onSend?.((performance.now() - started) / 1000, false);
     } catch (err) {
+      this.#opts.onSend?.((performance.now() - started) / 1000, true);
       this.#discard(pending);
       throw err;
     }

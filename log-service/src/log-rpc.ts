@@ -1,6 +1,7 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type {
+  LogEvent,
   LogService,
   RejectionSchema,
   StreamLogsRequest,
@@ -8,6 +9,7 @@ import type {
 } from "@merch/gen/merch/log/v1/log_pb";
 import { type FieldViolation, invalidArgument, rpcError } from "@merch/kit/errors";
 import { ErrorReason } from "@merch/kit/reasons";
+import { contextOfIds, endSpan, isExporting, type Span, SpanKind, tracer } from "@merch/kit/tracing";
 import type { Cursor } from "./batch-queue.ts";
 import { encodeEvent, type OutRecord } from "./events.ts";
 import type { Counters } from "./metrics.ts";
@@ -126,10 +128,15 @@ function admit(req: StreamLogsRequest, sink: Sink, cursor: Cursor): InFlight {
   const entries: Entry[] = [];
   const records: OutRecord[] = [];
   let bytes = 0;
+  const tracing = isExporting();
+  // Traced events' publish spans, by the index of their record.
+  const spans: [number, Span][] = [];
   for (const event of req.events) {
     const encoded = encodeEvent(event, "", receivedAt);
     if (encoded.ok) {
       entries.push("valid");
+      const span = tracing ? publishSpan(event, receivedAt) : undefined;
+      if (span) spans.push([records.length, span]);
       records.push(encoded.record);
       bytes += encoded.record.bytes;
     } else {
@@ -137,10 +144,28 @@ function admit(req: StreamLogsRequest, sink: Sink, cursor: Cursor): InFlight {
     }
   }
   const item: InFlight = { entries, bytes, durable: sink.submit(records, cursor), settled: false };
-  void item.durable.then(() => {
+  void item.durable.then((durable) => {
     item.settled = true;
+    // Each traced event's publish span ends when its record is durable (Kafka acknowledged it,
+    // or the spool or the file holds it).
+    for (const [i, span] of spans) endSpan(span, i < durable ? undefined : "not stored");
   });
   return item;
+}
+
+/** A traced event's publish span, in the trace of the request that caused it. */
+function publishSpan(event: LogEvent, receivedAt: Date): Span | undefined {
+  const parent = contextOfIds(event.traceId, event.spanId);
+  if (!parent) return undefined;
+  return tracer().startSpan(
+    `log publish ${event.event}`,
+    {
+      kind: SpanKind.PRODUCER,
+      startTime: receivedAt,
+      attributes: { "messaging.system": "kafka", "messaging.operation.type": "send", "log.event.id": event.id },
+    },
+    parent,
+  );
 }
 
 /** The counts of a stream's prefix: everything up to the first valid event that was not made durable. */

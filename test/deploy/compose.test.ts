@@ -4,13 +4,18 @@
 // .env.example, and the start-up order. `npm run check:compose` checks the file with
 // docker-compose too.
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { join } from "node:path";
 import { describe, test } from "node:test";
-import { parseEnv } from "node:util";
+import { parseEnv, promisify } from "node:util";
+import { ensureCommand } from "@merch/devstack/apt";
 import { KAFKA_VERSION } from "@merch/devstack/kafka";
+import { parse as parseYaml } from "yaml";
 import { loadConfig as loadDbConfig } from "../../db-service/src/config.ts";
 import { loadConfig as loadMigrateConfig } from "../../db-service/src/migrate-main.ts";
 import { loadConfig as loadGatewayConfig } from "../../gateway/src/config.ts";
+import { TRACING_ENV } from "../../kit/src/tracing.ts";
 import { loadConfig as loadLogConfig } from "../../log-service/src/config.ts";
 import {
   type ComposeService,
@@ -31,6 +36,7 @@ import {
   read,
 } from "./support.ts";
 
+const execFileP = promisify(execFile);
 const stages = dockerfileStages();
 const example = parseEnv(read(".env.example")) as Record<string, string>;
 // .env.example as an operator fills it in: every value compose refuses to start without, set.
@@ -79,16 +85,24 @@ function kafkaListeners(variable: string): Map<string, { host: string; port: num
 }
 
 describe("compose.yaml services", () => {
-  test("are PostgreSQL, Kafka, the topic and migration jobs and the three services", () => {
+  test("are PostgreSQL, Kafka, the topic and migration jobs and the three services, and optional observability", () => {
     assert.deepEqual(Object.keys(compose.services).sort(), [
       "db-migrate",
       "db-service",
       "gateway",
+      "jaeger",
       "kafka",
       "kafka-init",
       "log-service",
       "postgres",
+      "prometheus",
     ]);
+    // Only Prometheus and Jaeger are optional: `docker compose up` without the profile skips them.
+    const profiled = Object.entries(compose.services).filter(([, s]) => s.profiles !== undefined);
+    assert.deepEqual(Object.fromEntries(profiled.map(([name, s]) => [name, s.profiles])), {
+      jaeger: ["observability"],
+      prometheus: ["observability"],
+    });
   });
 
   test("start in order: each waits for what it needs to be healthy (or done); db-migrate before db-service", () => {
@@ -106,6 +120,9 @@ describe("compose.yaml services", () => {
       "db-service": { postgres: "service_healthy", "db-migrate": "service_completed_successfully" },
       "log-service": { kafka: "service_healthy", "kafka-init": "service_completed_successfully" },
       gateway: { "db-service": "service_healthy", "log-service": "service_healthy" },
+      // A scrape or an export that finds its target down is retried; nothing waits on these.
+      prometheus: {},
+      jaeger: {},
     });
     for (const s of Object.values(compose.services)) {
       for (const [dep, { condition }] of Object.entries(s.depends_on ?? {})) {
@@ -125,6 +142,7 @@ describe("compose.yaml services", () => {
 
   test("long-running services restart unless stopped; the one-shot topic and migration jobs do not", () => {
     for (const [name, s] of Object.entries(compose.services)) {
+      if (s.profiles?.includes("observability")) continue;
       assert.equal(s.restart, ["kafka-init", "db-migrate"].includes(name) ? "no" : "unless-stopped", name);
     }
   });
@@ -139,7 +157,39 @@ describe("compose.yaml services", () => {
       "db-service": [{ hostIp: "127.0.0.1", published: 50051, target: 50051 }],
       "log-service": [{ hostIp: "127.0.0.1", published: 50052, target: 50052 }],
       gateway: [{ hostIp: undefined, published: 8080, target: 8080 }],
+      prometheus: [{ hostIp: "127.0.0.1", published: 9090, target: 9090 }],
+      jaeger: [{ hostIp: "127.0.0.1", published: 16686, target: 16686 }],
     });
+  });
+});
+
+describe("the observability profile", () => {
+  test("Prometheus scrapes each service by name on the port it listens on, with a config promtool accepts", async () => {
+    const mount = service("prometheus").volumes?.find((v) => v.endsWith(":/etc/prometheus/prometheus.yml:ro"));
+    assert.ok(mount, "prometheus does not mount its config");
+    const file = join(REPO_ROOT, "deploy", "prometheus.yml");
+    assert.equal(mount.split(":")[0], file);
+    const config = parseYaml(read("deploy/prometheus.yml")) as {
+      scrape_configs: { job_name: string; metrics_path?: string; static_configs: { targets: string[] }[] }[];
+    };
+    const targets = Object.fromEntries(
+      config.scrape_configs.map((job) => [job.job_name, job.static_configs.flatMap((c) => c.targets)]),
+    );
+    assert.deepEqual(
+      targets,
+      Object.fromEntries(servers.map((name) => [name, [`${name}:${SERVERS[name].load(env(name)).port}`]])),
+    );
+    for (const job of config.scrape_configs) assert.equal(job.metrics_path ?? "/metrics", "/metrics");
+    const promtool = await ensureCommand("promtool", "prometheus");
+    await execFileP(promtool, ["check", "config", "--syntax-only", file], { timeout: 60_000 });
+  });
+
+  test("every service sends traces to OTEL_EXPORTER_OTLP_ENDPOINT, which .env.example points at Jaeger", () => {
+    for (const name of servers) {
+      assert.equal(service(name).environment?.OTEL_EXPORTER_OTLP_ENDPOINT, "", `${name} has no OTLP endpoint`);
+    }
+    assert.match(read(".env.example"), /^# OTLP\/HTTP collector[^\n]*http:\/\/jaeger:4318$/m);
+    assert.ok(service("jaeger").image?.startsWith("jaegertracing/jaeger:2."), "Jaeger 2 receives OTLP on 4318");
   });
 });
 
@@ -166,9 +216,11 @@ describe("each service's container environment", () => {
     test(`${name}: sets only variables the service reads, and starts with them`, () => {
       const reads = configReads(load);
       const direct = directEnvReads(importGraph([entry]).files);
+      // kit's runMain sets tracing up from the OTEL_* variables in every server (empty = unset).
+      const tracing = new Set<string>(name in SERVERS ? TRACING_ENV : []);
       for (const key of Object.keys(service(name).environment ?? {})) {
         assert.ok(
-          reads.has(key) || direct.has(key),
+          reads.has(key) || direct.has(key) || tracing.has(key),
           `${name} does not read ${key} (it reads ${[...reads, ...direct.keys()].join(", ")})`,
         );
       }
@@ -176,7 +228,9 @@ describe("each service's container environment", () => {
       // readConfig does; a direct process.env read would get "".
       const container = env(name);
       for (const [key, value] of Object.entries(container)) {
-        if (value === "") assert.ok(reads.has(key), `${key} is empty in ${name} but not read through readConfig`);
+        if (value === "" && !tracing.has(key)) {
+          assert.ok(reads.has(key), `${key} is empty in ${name} but not read through readConfig`);
+        }
       }
       // The real config, from exactly what the container gets: no ConfigError.
       load(container);

@@ -179,6 +179,7 @@ export interface ComposeService {
   command?: string[];
   healthcheck?: { test?: string[]; disable?: boolean; timeout?: string };
   stop_grace_period?: string;
+  profiles?: string[];
 }
 
 export interface ComposeFile {

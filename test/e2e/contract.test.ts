@@ -618,6 +618,16 @@ describe("operations", () => {
     assert.match(docs.text, /swagger-ui/i);
   });
 
+  test("GET /metrics serves Prometheus text with the requests just answered", async () => {
+    const metrics = await api("GET", "/metrics");
+    assert.equal(metrics.status, 200);
+    assert.match(metrics.text, /^# TYPE http_server_request_duration_seconds histogram$/m);
+    assert.match(
+      metrics.text,
+      /http_server_request_duration_seconds_count\{[^}]*http_route="\/openapi.yaml"[^}]*\} [1-9]/,
+    );
+  });
+
   test("unknown routes are 404 problem details", async () => {
     expectProblem(await api("GET", "/nowhere"), 404, "not_found");
     expectProblem(await api("DELETE", "/products/1"), 404, "not_found");

@@ -15,7 +15,10 @@ const dataDir = mkdtempSync(join(tmpdir(), "merch-start-"));
 chmodSync(dataDir, 0o755);
 after(() => rmSync(dataDir, { recursive: true, force: true }));
 
-async function startStore(ports: { gateway: number; db: number; log: number; pg: number }) {
+async function startStore(
+  ports: { gateway: number; db: number; log: number; pg: number },
+  extraEnv: Record<string, string> = {},
+) {
   const child = spawn(process.execPath, [join(REPO_ROOT, "scripts", "start.ts")], {
     cwd: REPO_ROOT,
     env: {
@@ -26,6 +29,7 @@ async function startStore(ports: { gateway: number; db: number; log: number; pg:
       DB_SERVICE_PORT: String(ports.db),
       LOG_SERVICE_PORT: String(ports.log),
       PG_PORT: String(ports.pg),
+      ...extraEnv,
     },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -149,7 +153,25 @@ test("npm start runs the store, prints its URLs, keeps data between runs and sto
   assert.ok(existsSync(channel));
   assert.match(readFileSync(channel, "utf8"), /"event":"user.registered"/);
 
-  const second = await startStore(ports);
+  // Not on a terminal, the services' own JSON lines come through as they are.
+  const jsonLines = first
+    .output()
+    .split("\n")
+    .filter((line) => line.startsWith("{"))
+    .map((line) => JSON.parse(line) as { msg?: string; level?: number });
+  assert.ok(
+    jsonLines.some((l) => l.msg?.startsWith("listening") && l.level === 30),
+    "no JSON log lines on a pipe",
+  );
+
+  // LOG_FORMAT=pretty (the default on a terminal): one readable line per event, named by service.
+  const second = await startStore(ports, { LOG_FORMAT: "pretty" });
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: strips the colours pino-pretty adds
+  const plain = second.output().replace(/\u001b\[[0-9;]*m/g, "");
+  for (const name of ["db-service", "log-service", "gateway"]) {
+    assert.match(plain, new RegExp(`^${name}\\s* \\[\\d\\d:\\d\\d:\\d\\d\\.\\d{3}\\] INFO: `, "m"), name);
+  }
+  assert.ok(!plain.split("\n").some((line) => line.startsWith('{"level"')), "pretty output holds raw JSON lines");
   const again = await fetch(`${base}/users/login`, {
     method: "POST",
     headers: { "content-type": "application/json" },

@@ -1,0 +1,182 @@
+import {
+  type Context,
+  context,
+  type Link,
+  propagation,
+  type Span,
+  type SpanContext,
+  SpanKind,
+  SpanStatusCode,
+  type TextMapGetter,
+  TraceFlags,
+  type Tracer,
+  trace,
+} from "@opentelemetry/api";
+import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
+import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-proto";
+import { detectResources, envDetector, resourceFromAttributes } from "@opentelemetry/resources";
+import {
+  AlwaysOffSampler,
+  AlwaysOnSampler,
+  BatchSpanProcessor,
+  ParentBasedSampler,
+  type Sampler,
+  TraceIdRatioBasedSampler,
+  TracerProvider,
+} from "@opentelemetry/sdk-trace";
+
+// Traces, configured by the standard OTEL_* variables only. Context propagation (W3C
+// traceparent) is always on, so a caller's trace goes through every service; spans are recorded
+// and exported (OTLP over HTTP, protobuf) only when an endpoint is set.
+
+export type { Context, Link, Span, SpanContext };
+export { context, propagation, SpanKind, SpanStatusCode, trace };
+
+/**
+ * The OTEL_* variables that set tracing up (read here and by the OTLP exporter). A variable set
+ * but empty counts as unset, as the OpenTelemetry specification asks, so that compose can pass
+ * `${OTEL_EXPORTER_OTLP_ENDPOINT:-}` through.
+ */
+export const TRACING_ENV = [
+  "OTEL_EXPORTER_OTLP_ENDPOINT",
+  "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+  "OTEL_SERVICE_NAME",
+  "OTEL_RESOURCE_ATTRIBUTES",
+  "OTEL_TRACES_SAMPLER",
+  "OTEL_TRACES_SAMPLER_ARG",
+  "OTEL_TRACES_EXPORTER",
+  "OTEL_SDK_DISABLED",
+] as const;
+
+function setting(env: NodeJS.ProcessEnv, name: (typeof TRACING_ENV)[number]): string | undefined {
+  return env[name]?.trim() || undefined;
+}
+
+let provider: TracerProvider | undefined;
+let started = false;
+
+export interface TracingSetup {
+  /** True when spans are recorded and exported. */
+  exporting: boolean;
+  /** Sends what is buffered, then stops: part of a graceful shutdown. */
+  shutdown(): Promise<void>;
+}
+
+/** The sampler OTEL_TRACES_SAMPLER names (the spec's values); parent-based always-on by default. */
+function samplerFrom(env: NodeJS.ProcessEnv): Sampler {
+  const ratio = Number(setting(env, "OTEL_TRACES_SAMPLER_ARG") ?? "1");
+  const root = (name: string): Sampler => {
+    switch (name) {
+      case "always_off":
+        return new AlwaysOffSampler();
+      case "traceidratio":
+        return new TraceIdRatioBasedSampler(Number.isFinite(ratio) ? ratio : 1);
+      default:
+        return new AlwaysOnSampler();
+    }
+  };
+  const name = setting(env, "OTEL_TRACES_SAMPLER") ?? "parentbased_always_on";
+  return name.startsWith("parentbased_") ? new ParentBasedSampler({ root: root(name.slice(12)) }) : root(name);
+}
+
+/**
+ * Sets up tracing for this process once. Spans are exported when OTEL_EXPORTER_OTLP_ENDPOINT or
+ * OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set (and OTEL_SDK_DISABLED / OTEL_TRACES_EXPORTER=none do
+ * not say otherwise); OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES name the service.
+ */
+export function startTracing(serviceName: string, env: NodeJS.ProcessEnv = process.env): TracingSetup {
+  if (!started) {
+    started = true;
+    context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
+    propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+    // The signal-specific variable is the whole URL; the general one is a base the path goes under.
+    const base = setting(env, "OTEL_EXPORTER_OTLP_ENDPOINT");
+    const endpoint =
+      setting(env, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") ?? (base && `${base.replace(/\/+$/, "")}/v1/traces`);
+    const off = setting(env, "OTEL_SDK_DISABLED") === "true" || setting(env, "OTEL_TRACES_EXPORTER") === "none";
+    if (endpoint && !off) {
+      const resource = resourceFromAttributes({ "service.name": serviceName }).merge(
+        detectResources({ detectors: [envDetector] }),
+      );
+      provider = new TracerProvider({
+        resource,
+        sampler: samplerFrom(env),
+        spanProcessors: [
+          new BatchSpanProcessor({ exporter: new OTLPTraceExporter({ url: endpoint }), scheduledDelayMillis: 1000 }),
+        ],
+      });
+      trace.setGlobalTracerProvider(provider);
+    }
+  }
+  return {
+    exporting: provider !== undefined,
+    shutdown: async () => {
+      await provider?.shutdown().catch(() => {});
+    },
+  };
+}
+
+/** Whether spans are recorded and exported in this process. */
+export function isExporting(): boolean {
+  return provider !== undefined;
+}
+
+export function tracer(): Tracer {
+  return trace.getTracer("merch-store");
+}
+
+const headerGetter: TextMapGetter<Headers> = {
+  get: (carrier, key) => carrier.get(key) ?? undefined,
+  keys: (carrier) => [...carrier.keys()],
+};
+
+/** The context a caller sent (traceparent), as the parent of what this call does. */
+export function contextFromHeaders(headers: Headers, base: Context = context.active()): Context {
+  return propagation.extract(base, headers, headerGetter);
+}
+
+/** Writes the active context into outgoing headers (traceparent). */
+export function injectHeaders(headers: Headers, from: Context = context.active()): void {
+  propagation.inject(from, headers, { set: (carrier, key, value) => carrier.set(key, value) });
+}
+
+/** The active span's ids, for log lines and log events; undefined outside a trace. */
+export function activeIds(from: Context = context.active()): { traceId: string; spanId: string } | undefined {
+  const span = trace.getSpanContext(from);
+  if (!span || span.traceId === "00000000000000000000000000000000") return undefined;
+  return { traceId: span.traceId, spanId: span.spanId };
+}
+
+/** A context whose parent is a span known only by its ids (a log event's, say). */
+export function contextOfIds(traceId: string, spanId: string): Context | undefined {
+  if (!/^[0-9a-f]{32}$/.test(traceId) || !/^[0-9a-f]{16}$/.test(spanId)) return undefined;
+  return trace.setSpanContext(context.active(), { traceId, spanId, traceFlags: TraceFlags.SAMPLED, isRemote: true });
+}
+
+/** Ends a span with an error status when the work failed. */
+export function endSpan(span: Span, err?: unknown): void {
+  if (err !== undefined) {
+    span.setStatus({ code: SpanStatusCode.ERROR, message: err instanceof Error ? err.message : String(err) });
+  }
+  span.end();
+}
+
+/** Runs work in a child span of the active context. */
+export async function inSpan<T>(
+  name: string,
+  attributes: Record<string, string | number | boolean>,
+  work: (span: Span) => Promise<T>,
+  kind: SpanKind = SpanKind.INTERNAL,
+): Promise<T> {
+  return tracer().startActiveSpan(name, { kind, attributes }, async (span) => {
+    try {
+      const result = await work(span);
+      span.end();
+      return result;
+    } catch (err) {
+      endSpan(span, err);
+      throw err;
+    }
+  });
+}

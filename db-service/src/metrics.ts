@@ -1,5 +1,4 @@
-import { SECONDS_BUCKETS, ServiceMetrics } from "@merch/kit/metrics";
-import { Counter, Gauge, Histogram } from "prom-client";
+import { Counter, Gauge, Histogram, SECONDS_BUCKETS, ServiceMetrics } from "@merch/kit/metrics";
 import { argon2Load } from "./passwords.ts";
 
 /** db-service's metrics: the RPCs (kit), the database, the write batches, passwords, throttling. */

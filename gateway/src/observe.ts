@@ -1,8 +1,7 @@
 import type { IncomingHttpHeaders } from "node:http";
-import { SECONDS_BUCKETS, ServiceMetrics } from "@merch/kit/metrics";
+import { Gauge, Histogram, SECONDS_BUCKETS, ServiceMetrics } from "@merch/kit/metrics";
 import { context, endSpan, propagation, type Span, SpanKind, trace, tracer } from "@merch/kit/tracing";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { Gauge, Histogram } from "prom-client";
 import type { EventLogStats } from "./event-log.ts";
 
 declare module "fastify" {

@@ -16,6 +16,9 @@ import {
 // the interceptors that time every RPC and trace it.
 
 /** Latency buckets in seconds, from a cached read (0.5 ms) to a slow commit (10 s). */
+// The metric types, for services' own metrics: prom-client stays kit's dependency alone.
+export { Counter, Gauge, Histogram };
+
 export const SECONDS_BUCKETS = [0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000].map(
   (ms) => ms / 1000,
 );

@@ -51,7 +51,9 @@ const RECORD_KEYS = [
   "received_at",
   "request_id",
   "service",
+  "span_id",
   "time",
+  "trace_id",
   "user_id",
 ];
 
@@ -66,6 +68,9 @@ function assertRecordShape(r: LogRecord, key: string): void {
   assert.equal(typeof r.message, "string");
   assert.ok(r.user_id === null || Number.isInteger(r.user_id));
   assert.ok(r.request_id === null || typeof r.request_id === "string");
+  // This stream sends no trace context: the fields are there, and null.
+  assert.equal(r.trace_id, null);
+  assert.equal(r.span_id, null);
   if (r.http !== null) {
     assert.deepEqual(Object.keys(r.http).sort(), ["duration_ms", "method", "path", "status"]);
     assert.equal(typeof r.http.method, "string");

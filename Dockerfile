@@ -72,7 +72,7 @@ COPY gateway/vendor/openapi-3.1 gateway/vendor/openapi-3.1
 # not its TypeScript sources.
 COPY gateway/storefront/index.html gateway/storefront/shop.css gateway/storefront/
 COPY gateway/storefront/dist gateway/storefront/dist
-ENV PORT=8080 NODE_OPTIONS="--max-semi-space-size=2 --max-old-space-size=48"
+ENV PORT=8080 NODE_OPTIONS="--max-semi-space-size=2 --max-old-space-size=64"
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
   CMD ["node", "/app/kit/src/healthcheck.ts", "/healthz"]

@@ -111,6 +111,7 @@ export async function buildGateway(
   const metrics = new GatewayMetrics(
     () => events.stats(),
     () => products.following,
+    () => downstream.dbCallsWaiting?.() ?? 0,
   );
   // First of all hooks: the request's span is the context everything after it runs in.
   observeRequests(app, metrics);

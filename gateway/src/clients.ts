@@ -5,9 +5,11 @@ import { LogService } from "@merch/gen/merch/log/v1/log_pb";
 import { OrderService } from "@merch/gen/merch/store/v1/order_pb";
 import { ProductService } from "@merch/gen/merch/store/v1/product_pb";
 import { UserService } from "@merch/gen/merch/store/v1/user_pb";
+import { MAX_CONCURRENT_STREAMS } from "@merch/kit/listener";
 import { traceClient } from "@merch/kit/metrics";
 import { sendServiceCredential } from "@merch/kit/service-credential";
 import { GuardedSessionManager } from "@merch/kit/session-manager";
+import { limitCalls } from "./call-limit.ts";
 import type { DbTransport, GatewayConfig } from "./config.ts";
 
 /**
@@ -17,6 +19,8 @@ import type { DbTransport, GatewayConfig } from "./config.ts";
 export interface Downstream {
   db: Transport;
   log: Transport;
+  /** Calls to db-service waiting for a turn (limitCalls). */
+  dbCallsWaiting?(): number;
   /** Releases connections; called when the gateway closes. */
   close(): void;
 }
@@ -72,8 +76,15 @@ export function networkDownstream(config: GatewayConfig): Downstream {
   const interceptors = [traceClient(), ...credential];
   const dbSessions = new GuardedSessionManager(config.dbServiceUrl);
   const logSessions = new GuardedSessionManager(config.logServiceUrl);
+  // Calls to db-service in flight at once: as many as it lets one connection have.
+  const db = limitCalls(
+    dbTransport(config.dbTransport, config.dbServiceUrl, config.rpcTimeoutMs, interceptors, dbSessions),
+    MAX_CONCURRENT_STREAMS,
+    config.rpcTimeoutMs,
+  );
   return {
-    db: dbTransport(config.dbTransport, config.dbServiceUrl, config.rpcTimeoutMs, interceptors, dbSessions),
+    db,
+    dbCallsWaiting: () => db.waiting(),
     // log-service over gRPC on h2c: client streaming needs HTTP/2.
     log: createGrpcTransport({ baseUrl: config.logServiceUrl, sessionManager: logSessions, interceptors: credential }),
     close() {

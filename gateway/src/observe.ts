@@ -26,7 +26,7 @@ export class GatewayMetrics extends ServiceMetrics {
     registers: [this.registry],
   });
 
-  constructor(events: () => EventLogStats, following: () => boolean) {
+  constructor(events: () => EventLogStats, following: () => boolean, dbCallsWaiting: () => number) {
     super("gateway");
     this.gauge("log_queue_queued", "Log events waiting to be sent to log-service.", () => events().queued);
     this.gauge(
@@ -44,6 +44,11 @@ export class GatewayMetrics extends ServiceMetrics {
       "product_cache_following",
       "1 while product pages follow db-service's changes; 0 while they age up to the TTL.",
       () => (following() ? 1 : 0),
+    );
+    this.gauge(
+      "db_calls_waiting",
+      "Calls to db-service waiting for one of the streams db-service allows at once.",
+      dbCallsWaiting,
     );
   }
 }

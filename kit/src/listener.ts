@@ -20,6 +20,9 @@ export interface DualListener {
 
 // Every cleartext HTTP/2 connection with prior knowledge (gRPC over h2c) starts with this
 // preface; no HTTP/1.x request line can start with "PRI ".
+/** Streams one HTTP/2 connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS). */
+export const MAX_CONCURRENT_STREAMS = 128;
+
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
 /**
@@ -42,7 +45,10 @@ export async function listenDual(handler: DualHandler, opts: { port: number; hos
     handler(req, res);
   };
   const h1 = http.createServer({ keepAliveTimeout: 65_000 }, tracked);
-  const h2 = http2.createServer({}, tracked);
+  // A peer gets at most this many streams at once; its HTTP/2 stack queues the rest (nghttp2
+  // holds them until a stream closes). Without a bound, a burst of a thousand calls on the
+  // gateway's one connection made a thousand handlers at once and ran db-service out of heap.
+  const h2 = http2.createServer({ settings: { maxConcurrentStreams: MAX_CONCURRENT_STREAMS } }, tracked);
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on("session", (session) => {

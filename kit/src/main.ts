@@ -8,7 +8,7 @@ import { startTracing } from "./tracing.ts";
  * turn a bad environment into one clear message and exit code 2 rather than a stack trace.
  */
 export async function runMain(name: string, start: (logger: Logger) => Promise<{ close(): Promise<void> }>) {
-  const tracing = startTracing(name);
+  const tracing = await startTracing(name);
   const logger = createLogger(name);
   try {
     const service = await start(logger);

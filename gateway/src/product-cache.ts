@@ -1,3 +1,4 @@
+import { setTimeout as wait } from "node:timers/promises";
 import type { Product } from "@merch/gen/merch/store/v1/product_pb";
 import type { Logger } from "@merch/kit/logger";
 import type { DbClients } from "./clients.ts";
@@ -152,14 +153,7 @@ function entries(products: Product[]): Map<number, Entry> {
   return new Map(products.map((p) => [p.id, { product: p, json: JSON.stringify(productJson(p)) }]));
 }
 
+/** Waits ms, or less when the signal aborts. */
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-  });
+  return wait(ms, undefined, { signal }).catch(() => {});
 }

@@ -10,17 +10,19 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from
 import { cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { REPO_ROOT } from "@merch/devstack/paths";
 import type { ServiceName } from "@merch/devstack/services";
-import { OrderService } from "@merch/gen/merch/store/v1/order_pb";
-import { sendServiceCredential } from "@merch/kit/service-credential";
+import { OrderService, PlaceOrderRequestSchema } from "@merch/gen/merch/store/v1/order_pb";
+import { CREDENTIAL_HEADER, sendServiceCredential } from "@merch/kit/service-credential";
 import { GuardedSessionManager } from "@merch/kit/session-manager";
 import { autocannonGenerator } from "./lib/autocannon.ts";
 import { closedLoop } from "./lib/closed-loop.ts";
 import { cpuDelta, peakRssMb, resetPeakRss, sampleCpu, sampleMachine, type Watched } from "./lib/cpu.ts";
-import { flashSale } from "./lib/flash-sale.ts";
+import { type FlashSale, type FlashSaleResult, prepareFlashSale } from "./lib/flash-sale.ts";
+import { h2loadGenerator } from "./lib/h2load.ts";
 import type { HttpGenerator, HttpLoad, LoadResult } from "./lib/load.ts";
 import { openCeiling } from "./lib/pg-ceiling.ts";
 import { type Measured, markdown, NODE_SERVICES, type Report, STORE_PROCESSES, writeResults } from "./lib/report.ts";
@@ -40,6 +42,8 @@ const { values: args } = parseArgs({
     /** Scenario ids to run (comma-separated); the others are skipped. */
     only: { type: "string" },
     loadgen: { type: "string", default: "wrk" },
+    /** What calls db-service directly: h2load, or connect-node in the bench process. */
+    "direct-client": { type: "string", default: "h2load" },
     /** wrk threads: one leaves the other core to the store. */
     threads: { type: "string", default: "1" },
     tracing: { type: "boolean" },
@@ -89,6 +93,13 @@ const http: HttpGenerator =
     ? autocannonGenerator()
     : await wrkGenerator({ threads: Math.max(1, Number(args.threads)) });
 
+// Installed (apt) only when the direct scenario first runs.
+let h2loadReady: ReturnType<typeof h2loadGenerator> | undefined;
+const h2load = () => {
+  h2loadReady ??= h2loadGenerator();
+  return h2loadReady;
+};
+
 const profileDir = PROFILE ? mkdtempSync(join(tmpdir(), "merch-profile-")) : undefined;
 console.error("starting Kafka, PostgreSQL and the store...");
 let tracing: Tracing | undefined;
@@ -106,17 +117,15 @@ console.error(`registering and logging in ${USERS} shoppers...`);
 const shoppers: Shopper[] = await registerShoppers(gatewayUrl(), USERS);
 const tokens = shoppers.map((s) => s.token);
 const tag = Date.now().toString(36);
-const productIds = await createProducts(
-  store.sql,
-  [1, 2, 3].map((i) => `Bench product ${tag}-${i}`),
-  STOCK,
-);
+// Every order scenario buys this one product, the scenarios compared with each other alike:
+// h2load, in the direct scenario, can only repeat one body.
+const productIds = await createProducts(store.sql, [`Bench product ${tag}`], STOCK);
 
 // --- Measuring one scenario
 
 const BENCH: Watched[] = [
-  // wrk runs as a child the bench waits for: its time arrives in the bench's reaped-children time.
-  { name: "wrk", pid: () => process.pid, reapedChildrenOnly: true },
+  // wrk and h2load run as children the bench waits for: their time arrives in its reaped-children time.
+  { name: "wrk / h2load", pid: () => process.pid, reapedChildrenOnly: true },
   // The bench's own time: the load generator when it is one (RPCs, SQL, autocannon, the flash sale).
   { name: "bench process", pid: () => process.pid, ownOnly: true },
 ];
@@ -179,6 +188,8 @@ interface Scenario {
   run(durationS: number): Promise<LoadResult>;
   /** False for what cannot be repeated (the flash sale). */
   warmup?: boolean;
+  /** Runs before the measurement starts (the flash sale's buyers connect). */
+  prepare?: () => Promise<void>;
   note?: string;
 }
 
@@ -195,6 +206,7 @@ async function measure(s: Scenario): Promise<Measured> {
     await s.run(WARMUP);
   }
   if (s.orders) await setStock(store.sql, productIds, STOCK);
+  await s.prepare?.();
   await drainLogs();
   for (const name of NODE_SERVICES) resetPeakRss(store.stack.services[name].child.pid);
   const events = await publishedEvents();
@@ -233,7 +245,7 @@ async function measure(s: Scenario): Promise<Measured> {
     ...(s.note || dead.length > 0 ? { note: [s.note, ...dead].filter(Boolean).join("; ") } : {}),
   };
   if (dead.length > 0) {
-    // Its CPU went to the bench's reaped-children time (the "wrk" column) when it was reaped.
+    // Its CPU went to the bench's reaped-children time (the "wrk / h2load" column) when it was reaped.
     console.error(`${dead.join("; ")} during "${s.title}": restarting the services`);
     await store.restartServices(servicesEnv);
   }
@@ -284,27 +296,63 @@ const ordersLoad = (idempotencyKey: boolean) => (): HttpLoad => ({
   idempotencyKey,
 });
 
-/** db-service's PlaceOrder called as the gateway calls it: Connect binary over one h2c session. */
+/**
+ * db-service's PlaceOrder called as the gateway calls it: Connect binary over one h2c connection
+ * with a deadline, `CONNECTIONS` calls in flight. h2load (C) sends it by default; `--direct-client
+ * node` uses connect-node, the gateway's own client, at a higher CPU cost in the bench.
+ */
 function directScenario(): Scenario {
   const { url } = store.stack.services["db-service"];
+  const title = "db-service `PlaceOrder` direct (Connect binary, h2c)";
+  const base = { id: "db-direct", title, connections: CONNECTIONS, orders: true };
+  if (args["direct-client"] !== "node") {
+    const shopper = shoppers[0] as Shopper;
+    // h2load repeats one body: one shopper, and no key (db-service then makes one per call, as
+    // the gateway does): a key of ours would make every call after the first a replay.
+    const body = toBinary(
+      PlaceOrderRequestSchema,
+      create(PlaceOrderRequestSchema, {
+        session: { userId: shopper.userId, sessionId: shopper.sessionId },
+        productId: productIds[0] ?? 0,
+        quantity: 1,
+      }),
+    );
+    return {
+      ...base,
+      generator: "h2load",
+      note: "one shopper",
+      run: async (durationS) =>
+        (await h2load()).run(
+          {
+            url: `${url}/${OrderService.typeName}/PlaceOrder`,
+            headers: {
+              "content-type": "application/proto",
+              "connect-protocol-version": "1",
+              // The gateway's RPC_TIMEOUT_MS: with a deadline, db-service bounds each batch's statements.
+              "connect-timeout-ms": "5000",
+              [CREDENTIAL_HEADER]: store.stack.serviceCredential,
+            },
+            body,
+          },
+          CONNECTIONS,
+          durationS,
+        ),
+    };
+  }
   const sessions = new GuardedSessionManager(url);
   const transport = createConnectTransport({
     baseUrl: url,
     httpVersion: "2",
     useBinaryFormat: true,
     sessionManager: sessions,
-    // The gateway's RPC_TIMEOUT_MS: with a deadline, db-service bounds each batch's statements.
     defaultTimeoutMs: 5000,
     interceptors: [sendServiceCredential(store.stack.serviceCredential)],
   });
   const orders = createClient(OrderService, transport);
   let n = 0;
   return {
-    id: "db-direct",
-    title: "db-service `PlaceOrder` direct (Connect binary, h2c)",
-    connections: CONNECTIONS,
-    orders: true,
-    generator: "bench process",
+    ...base,
+    generator: "bench process (connect-node)",
     async run(durationS) {
       return closedLoop(
         async (i) => {
@@ -426,7 +474,8 @@ let flash: Report["flash"];
 if (wanted("flash")) {
   const [productId] = await createProducts(store.sql, [`Bench flash sale ${tag}`], FLASH_STOCK);
   if (productId === undefined) throw new Error("no flash-sale product");
-  let sale: Awaited<ReturnType<typeof flashSale>> | undefined;
+  let buyers: FlashSale | undefined;
+  let sale: FlashSaleResult | undefined;
   const m = await measure({
     id: "flash",
     title: `flash sale (${FLASH_BUYERS} buyers, stock ${FLASH_STOCK})`,
@@ -435,8 +484,13 @@ if (wanted("flash")) {
     generator: "bench process",
     // A flash sale has no warm-up and no duration: it ends when every buyer has an answer.
     warmup: false,
+    async prepare() {
+      buyers = await prepareFlashSale({ baseUrl: gatewayUrl(), productId, buyers: FLASH_BUYERS, tokens });
+    },
     async run() {
-      sale = await flashSale({ baseUrl: gatewayUrl(), productId, buyers: FLASH_BUYERS, tokens });
+      if (!buyers) throw new Error("the buyers did not connect");
+      sale = await buyers.fire();
+      buyers.close();
       return {
         requests: sale.buyers,
         seconds: sale.allAnsweredMs / 1000,

@@ -25,7 +25,15 @@ import { type FlashSale, type FlashSaleResult, prepareFlashSale } from "./lib/fl
 import { h2loadGenerator } from "./lib/h2load.ts";
 import type { HttpGenerator, HttpLoad, LoadResult } from "./lib/load.ts";
 import { openCeiling } from "./lib/pg-ceiling.ts";
-import { type Measured, markdown, NODE_SERVICES, type Report, STORE_PROCESSES, writeResults } from "./lib/report.ts";
+import {
+  type DatabaseWork,
+  type Measured,
+  markdown,
+  NODE_SERVICES,
+  type Report,
+  STORE_PROCESSES,
+  writeResults,
+} from "./lib/report.ts";
 import { createProducts, registerShoppers, type Shopper, setStock, startStore } from "./lib/store.ts";
 import { startTracing, type Tracing } from "./lib/tracing.ts";
 import { wrkGenerator } from "./lib/wrk.ts";
@@ -178,6 +186,26 @@ async function deadServices(): Promise<string[]> {
   return dead;
 }
 
+/** Where the order table and the WAL stood before a scenario. */
+async function databaseMark(): Promise<{ orderId: number; lsn: string }> {
+  const [row] = await store.sql<{ id: number; lsn: string }[]>`
+    SELECT coalesce(max(id), 0)::int AS id, pg_current_wal_lsn()::text AS lsn FROM orders`;
+  return { orderId: row?.id ?? 0, lsn: row?.lsn ?? "0/0" };
+}
+
+/**
+ * What the database did for a scenario's orders: how many, in how many transactions (all orders
+ * of one transaction share its created_at, now() being the transaction's start), and the WAL
+ * written meanwhile (everything, the pings and stock resets included).
+ */
+async function databaseSince(mark: { orderId: number; lsn: string }): Promise<DatabaseWork> {
+  const [row] = await store.sql<{ orders: number; transactions: number; wal: string }[]>`
+    SELECT count(*)::int AS orders, count(DISTINCT created_at)::int AS transactions,
+           pg_wal_lsn_diff(pg_current_wal_lsn(), ${mark.lsn}::pg_lsn)::text AS wal
+    FROM orders WHERE id > ${mark.orderId}`;
+  return { orders: row?.orders ?? 0, transactions: row?.transactions ?? 0, walBytes: Number(row?.wal ?? 0) };
+}
+
 interface Scenario {
   id: string;
   title: string;
@@ -210,6 +238,7 @@ async function measure(s: Scenario): Promise<Measured> {
   await drainLogs();
   for (const name of NODE_SERVICES) resetPeakRss(store.stack.services[name].child.pid);
   const events = await publishedEvents();
+  const db = await databaseMark();
   const machine = sampleMachine();
   const before = sampleCpu(watched);
   // The monotonic clock V8 stamps profile samples with: profile-summary.ts can cut this window out.
@@ -221,6 +250,7 @@ async function measure(s: Scenario): Promise<Measured> {
   const cpu = cpuDelta(before, sampleCpu(watched));
   const machineAfter = sampleMachine();
   const published = (await publishedEvents()) - events;
+  const database = await databaseSince(db);
   const n = Math.max(1, result.requests);
   const cpuMs = Object.fromEntries([...cpu].map(([name, seconds]) => [name, (1000 * seconds) / n]));
   const processes: readonly string[] = s.id === "bare" ? ["bare route"] : STORE_PROCESSES;
@@ -241,6 +271,7 @@ async function measure(s: Scenario): Promise<Measured> {
     foreignPct: (100 * Math.max(0, busy - ours)) / total,
     rssMb: Object.fromEntries(NODE_SERVICES.map((name) => [name, peakRssMb(store.stack.services[name].child.pid)])),
     eventsPerRequest: published / n,
+    ...(database.orders > 0 ? { database } : {}),
     reproduce: `npm run bench -- --only ${s.id}`,
     ...(s.note || dead.length > 0 ? { note: [s.note, ...dead].filter(Boolean).join("; ") } : {}),
   };
@@ -449,6 +480,9 @@ const scenarios: Scenario[] = [
   ),
 ];
 
+const measured: Measured[] = [];
+for (const s of scenarios) if (wanted(s.id)) measured.push(await measure(s));
+
 /** What each process spends with no load at all (pings, timers, Kafka's housekeeping), per second. */
 async function measureIdle(seconds: number): Promise<Record<string, number>> {
   await drainLogs();
@@ -458,15 +492,13 @@ async function measureIdle(seconds: number): Promise<Record<string, number>> {
   const cpu = cpuDelta(before, sampleCpu(watched));
   return Object.fromEntries([...cpu].map(([name, s]) => [name, (1000 * s) / seconds]));
 }
-const idleMsPerS = await measureIdle(QUICK ? 1 : 3);
+// Measured after the steady scenarios, when start-up's work (JIT, the first collections) is over.
+const idleMsPerS = await measureIdle(QUICK ? 2 : 5);
 console.error(
   `idle, CPU ms per second: ${Object.entries(idleMsPerS)
     .map(([p, v]) => `${p} ${v.toFixed(1)}`)
     .join(", ")}`,
 );
-
-const measured: Measured[] = [];
-for (const s of scenarios) if (wanted(s.id)) measured.push(await measure(s));
 
 // --- The flash sale: its own product, stock 500, 1,000 buyers at once.
 

@@ -13,6 +13,15 @@ export const RSS_LIMIT_MB = 150;
 /** Above this share of the machine used by others during a scenario, its row is marked noisy. */
 export const NOISY_PCT = 15;
 
+/** What PostgreSQL did for a scenario's orders. */
+export interface DatabaseWork {
+  orders: number;
+  /** Transactions that placed them (group commit puts many in one). */
+  transactions: number;
+  /** WAL written during the scenario. */
+  walBytes: number;
+}
+
 export interface Measured {
   id: string;
   title: string;
@@ -32,6 +41,7 @@ export interface Measured {
   rssMb: Record<string, number>;
   /** Log events log-service published per request. */
   eventsPerRequest: number;
+  database?: DatabaseWork;
   /** How to run just this scenario. */
   reproduce: string;
   note?: string;
@@ -267,6 +277,21 @@ export function markdown(r: Report): string {
         (x) =>
           `| ${x.connections} | ${f0(x.rps)} | ${f1(x.result.p50)} | ${f1(x.result.p99)} | ${f3(x.storeMs)} | ${f0(x.busyPct)} % |`,
       ),
+    );
+  }
+
+  const withDb = m.filter((x) => x.database && x.database.orders > 0);
+  if (withDb.length > 0) {
+    out.push(
+      "",
+      "### What PostgreSQL did for the orders",
+      "",
+      "| scenario | orders placed | transactions | orders per transaction | WAL bytes per order |",
+      "|---|---:|---:|---:|---:|",
+      ...withDb.map((x) => {
+        const d = x.database as DatabaseWork;
+        return `| ${x.title} | ${d.orders} | ${d.transactions} | ${f1(d.orders / d.transactions)} | ${f0(d.walBytes / d.orders)} |`;
+      }),
     );
   }
 

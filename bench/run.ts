@@ -2,9 +2,11 @@
 // Fastify route, drives each scenario, and reports per scenario what it did (req/s, latency) and
 // what it cost: CPU per request of every process, read from /proc before and after, and peak
 // memory. Every ratio compares scenarios of the same run on the same machine. Writes the measured
-// section of bench/results.md.
-//   npm run bench [-- --quick] [--only id,id] [--duration 10] [--connections 32] [--loadgen wrk|autocannon]
-//                 [--tracing | --no-tracing] [--profile gateway|db-service|log-service] [--no-write]
+// section of bench/results.md (which describes every option and scenario).
+//   npm run bench [-- --quick] [--only id,id] [--duration 10] [--warmup 3] [--connections 32] [--users 64]
+//                 [--tracing | --no-tracing] [--profile gateway|db-service|log-service]
+//                 [--env service:NAME=value ...] [--logs DIR] [--loadgen wrk|autocannon]
+//                 [--direct-client h2load|node] [--write | --no-write] [--out FILE]
 import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
@@ -74,7 +76,7 @@ const USERS = Number(args.users ?? (QUICK ? 16 : 64));
 const ONLY = args.only?.split(",").map((s) => s.trim());
 const PROFILE = args.profile as ServiceName | undefined;
 // Tracing needs Zipkin's JVM and a restart of the services: on in full runs, off in quick ones.
-const TRACING = args.tracing ?? (!QUICK && (ONLY === undefined || ONLY.some((id) => id.startsWith("traced-"))));
+const TRACING = args.tracing ?? (!QUICK && (ONLY === undefined || ONLY.some((id) => id.includes("traced-"))));
 // A partial or profiled run does not replace the full table in the results file.
 const WRITE = args.write ?? (ONLY === undefined && PROFILE === undefined);
 const STOCK = 10_000_000;
@@ -88,6 +90,8 @@ if (PROFILE !== undefined && !(NODE_SERVICES as readonly string[]).includes(PROF
   throw new Error(`--profile takes one of ${NODE_SERVICES.join(", ")}`);
 }
 const wanted = (id: string) => ONLY === undefined || ONLY.includes(id);
+// runService adds an exit guard per service it starts: restarts for tracing pass the default of 10.
+process.setMaxListeners(50);
 const serviceEnv: Partial<Record<ServiceName, Record<string, string>>> = {};
 for (const entry of args.env ?? []) {
   const m = /^(gateway|db-service|log-service):([A-Za-z_][A-Za-z0-9_]*)=(.*)$/s.exec(entry);
@@ -550,28 +554,44 @@ if (wanted("flash")) {
   }
 }
 
-// --- Tracing on: the services again, pointed at a real collector (issue 12).
+// --- Tracing off and on (issue 12): each on freshly started services, so that the two differ in
+// tracing alone (a gateway that has served the whole run costs more per request than a new one).
 
 let tracingReport: Report["tracing"];
-if (TRACING && (wanted("traced-product") || wanted("traced-orders"))) {
-  console.error("starting Zipkin and restarting the services with OTEL_EXPORTER_OTLP_ENDPOINT...");
+const TRACED = ["product", "orders"].filter((id) => wanted(`traced-${id}`) || wanted(`untraced-${id}`));
+if (TRACING && TRACED.length > 0) {
+  const pair = (on: boolean) =>
+    [
+      httpScenario(
+        `${on ? "traced" : "untraced"}-product`,
+        `\`GET /products/{id}\`, fresh services, tracing ${on ? "on" : "off"}`,
+        productLoad,
+      ),
+      httpScenario(
+        `${on ? "traced" : "untraced"}-orders`,
+        `\`POST /orders\`, fresh services, tracing ${on ? "on" : "off"}`,
+        ordersLoad(false),
+        { orders: true },
+      ),
+    ].filter((s) => TRACED.some((id) => s.id.endsWith(`-${id}`)));
+  console.error("starting Zipkin; restarting the services without tracing...");
   tracing = await startTracing();
   extraWatched = tracing.watched;
+  await store.restartServices(servicesEnv);
+  for (const s of pair(false)) measured.push(await measure(s));
+  console.error("restarting the services with OTEL_EXPORTER_OTLP_ENDPOINT...");
   servicesEnv = tracing.env;
   await store.restartServices(servicesEnv);
-  const traced = [
-    httpScenario("traced-product", "`GET /products/{id}`, tracing on", productLoad),
-    httpScenario("traced-orders", "`POST /orders`, tracing on", ordersLoad(false), { orders: true }),
-  ];
-  for (const s of traced) if (wanted(s.id)) measured.push(await measure(s));
+  const before = tracing.spans();
+  for (const s of pair(true)) measured.push(await measure(s));
   // Exporters send in batches: give the last one time to arrive before counting.
   await new Promise((r) => setTimeout(r, 6000));
-  const spans = tracing.spans();
+  const spans = tracing.spans() - before;
   tracingReport = {
     spans,
     note:
       spans > 0
-        ? `the collector (Zipkin via the bench's OTLP receiver) received ${spans} spans during the traced scenarios.`
+        ? `the collector (Zipkin, fed by the OTLP receiver in the bench process) received ${spans} spans during the traced scenarios.`
         : "the collector received **no spans**: the services do not export traces yet (issue 12), so the traced rows measure only the collector's idle cost. The hook is `bench/lib/tracing.ts`.",
   };
 }

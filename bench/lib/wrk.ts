@@ -8,12 +8,18 @@ import { join } from "node:path";
 import { ensureCommand } from "@merch/devstack/apt";
 import type { HttpGenerator, HttpLoad, HttpRun, LoadResult } from "./load.ts";
 
-/** A Lua string literal; long-bracket strings cannot hold everything a body might contain. */
+/**
+ * A Lua string literal. JSON's escapes are Lua's too, except \uXXXX: those become Lua's decimal
+ * byte escapes, three digits each so that a digit after one is not read as part of it.
+ */
 function lua(s: string): string {
-  return JSON.stringify(s).replace(/\\u([0-9a-fA-F]{4})/g, (_, hex: string) => {
-    const code = Number.parseInt(hex, 16);
-    return code < 0x80 ? `\\${code}` : Buffer.from(String.fromCharCode(code)).reduce((a, b) => `${a}\\${b}`, "");
-  });
+  const byte = (b: number) => `\\${String(b).padStart(3, "0")}`;
+  // Escapes are consumed whole, so the "\\u" of an escaped backslash before a "u" is left alone.
+  return JSON.stringify(s).replace(/\\(u[0-9a-fA-F]{4}|.)/g, (escape: string, what: string) =>
+    what.length === 5
+      ? [...Buffer.from(String.fromCharCode(Number.parseInt(what.slice(1), 16)))].map(byte).join("")
+      : escape,
+  );
 }
 
 const list = (items: readonly string[] | undefined) => `{${(items ?? []).map(lua).join(",")}}`;

@@ -337,7 +337,9 @@ export function markdown(r: Report): string {
         `${Object.keys(f.other).length ? `, other ${JSON.stringify(f.other)}` : ""}. ` +
         (f.stockLeft === 0
           ? `Sold out ${f0(f.sellOutMs)} ms after the orders went out (the last 201); `
-          : `**Not sold out** (the last 201 came ${f0(f.sellOutMs)} ms after the orders went out); `) +
+          : f.created === 0
+            ? "**Not sold out**, and no buyer was told of an order; "
+            : `**Not sold out** (the last 201 came ${f0(f.sellOutMs)} ms after the orders went out); `) +
         `every buyer answered after ${f0(f.allAnsweredMs)} ms; ` +
         `latency p50 ${f0(f.p50)} ms, p99 ${f0(f.p99)} ms. Afterwards the product's stock was ${f.stockLeft} and it had ${f.ordersRows} orders.` +
         (f.note ? ` **${f.note}.**` : ""),

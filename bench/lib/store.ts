@@ -74,7 +74,18 @@ export async function startStore(opts: StoreOptions = {}): Promise<Store> {
       serviceEnv: serviceEnvFor(extra),
     });
   };
-  let stack = await start({});
+  let stack: Stack;
+  try {
+    stack = await start({});
+  } catch (err) {
+    // A service that would not start (a bad --env, say) must not leave the cluster behind.
+    await sql.end({ timeout: 1 });
+    await pg.stop();
+    await kafka.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+    rmSync(kafka.dataDir, { recursive: true, force: true });
+    throw err;
+  }
   const bare = spawn(process.execPath, [join(REPO_ROOT, "bench", "bare-server.ts")], {
     stdio: ["ignore", "pipe", "inherit"],
   });

@@ -15,10 +15,10 @@ import type { HttpGenerator, HttpLoad, HttpRun, LoadResult } from "./load.ts";
 function lua(s: string): string {
   const byte = (b: number) => `\\${String(b).padStart(3, "0")}`;
   // Escapes are consumed whole, so the "\\u" of an escaped backslash before a "u" is left alone.
-  return JSON.stringify(s).replace(/\\(u[0-9a-fA-F]{4}|.)/g, (escape: string, what: string) =>
+  return JSON.stringify(s).replace(/\\(u[0-9a-fA-F]{4}|.)/g, (sequence: string, what: string) =>
     what.length === 5
       ? [...Buffer.from(String.fromCharCode(Number.parseInt(what.slice(1), 16)))].map(byte).join("")
-      : escape,
+      : sequence,
   );
 }
 

@@ -13,6 +13,11 @@ export type Db = PostgresJsDatabase<typeof schema>;
 
 /** How often the database is asked whether it answers, and how long an answer may take. */
 const PING_INTERVAL_MS = 200;
+// A new connection (the first, or the one after a failed ping) also has to be made and
+// authenticated (SCRAM) before it can answer: on a busy machine that alone took longer than
+// PING_TIMEOUT_MS, and db-service took a healthy database for dead. A frozen server is still
+// found within PING_TIMEOUT_MS on the connection that was answering a moment before.
+const CONNECT_PING_TIMEOUT_MS = 2000;
 const TICK_MS = 25;
 const PING_TIMEOUT_MS = 500;
 
@@ -95,19 +100,21 @@ export function openDatabase(config: PoolConfig, logger: Logger, metrics?: DbMet
 
   let pinger: postgres.Sql | undefined;
   const ping = async (): Promise<true | string> => {
+    const fresh = pinger === undefined;
     pinger ??= postgres(config.databaseUrl, {
       max: 1,
-      connect_timeout: 1,
+      connect_timeout: CONNECT_PING_TIMEOUT_MS / 1000,
       idle_timeout: 0,
       onnotice: () => {},
       connection: { application_name: "db-service-health" },
     });
     const current = pinger;
-    const timeout = ownTime(PING_TIMEOUT_MS);
+    const limitMs = fresh ? CONNECT_PING_TIMEOUT_MS : PING_TIMEOUT_MS;
+    const timeout = ownTime(limitMs);
     try {
       const answer = await Promise.race([
         current`SELECT 1`.then(() => true as const),
-        timeout.done.then(() => `no answer within ${PING_TIMEOUT_MS} ms`),
+        timeout.done.then(() => `no answer within ${limitMs} ms`),
       ]);
       if (answer !== true) throw new Error(answer);
       return true;

@@ -130,15 +130,16 @@ test("npm start runs the store, prints its URLs, keeps data between runs and sto
   });
   const { token } = (await login.json()) as { token: string };
 
-  // A service that dies is started again; so is PostgreSQL.
+  // A service that dies is started again; so is PostgreSQL. (A request can still succeed for a
+  // moment after the postmaster's SIGKILL, on a backend that has not yet noticed: so wait for the
+  // supervisor's count, then for the store to answer.)
   process.kill(pidOn(ports.db), "SIGKILL");
+  await untilRestarted("db-service", 1);
   await untilOk(`${base}/users/me`, token);
   process.kill(pidOn(ports.pg), "SIGKILL");
+  await untilRestarted("postgres", 1);
   await untilOk(`${base}/users/me`, token);
-  const restarts = (
-    JSON.parse(readFileSync(join(dataDir, "store.json"), "utf8")) as { restarts: Record<string, number> }
-  ).restarts;
-  assert.deepEqual(restarts, { "db-service": 1, "log-service": 0, gateway: 0, postgres: 1 });
+  assert.deepEqual(restartCounts(), { "db-service": 1, "log-service": 0, gateway: 0, postgres: 1 });
   assert.match(first.output(), /\[npm start\] db-service ended unexpectedly \(SIGKILL\); restarting/);
 
   first.child.kill("SIGINT");
@@ -183,6 +184,23 @@ test("npm start runs the store, prints its URLs, keeps data between runs and sto
   second.child.kill("SIGTERM");
   assert.equal(await second.exited, 0);
 });
+
+function restartCounts(): Record<string, number> {
+  return (JSON.parse(readFileSync(join(dataDir, "store.json"), "utf8")) as { restarts: Record<string, number> })
+    .restarts;
+}
+
+/** Waits until npm start has counted `count` restarts of `name` in store.json. */
+async function untilRestarted(name: string, count: number, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (restartCounts()[name] !== count) {
+    assert.ok(
+      Date.now() < deadline,
+      `${name} was not restarted within ${timeoutMs} ms: ${JSON.stringify(restartCounts())}`,
+    );
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 
 /** Waits until the URL answers 200 with the token: the store has recovered. */
 async function untilOk(url: string, token: string, timeoutMs = 30_000): Promise<void> {

@@ -1,7 +1,7 @@
 // A closed-loop load from inside the bench: `concurrency` callers, each starting its next call as
 // soon as the last one ended, for a fixed time. For what wrk cannot send (Connect binary over h2c
 // to db-service, statements straight to PostgreSQL); its CPU is the bench process's own.
-import { type LoadResult, percentile } from "./load.ts";
+import { type LoadResult, summarize } from "./load.ts";
 
 /** One call; resolves with an outcome label ("ok", or why it failed). */
 export type Call = (i: number) => Promise<string>;
@@ -30,17 +30,5 @@ export async function closedLoop(call: Call, concurrency: number, durationS: num
       }
     }),
   );
-  const seconds = (performance.now() - started) / 1000;
-  latencies.sort((a, b) => a - b);
-  const ok = statuses.ok ?? 0;
-  return {
-    requests: latencies.length,
-    seconds,
-    p50: percentile(latencies, 50),
-    p99: percentile(latencies, 99),
-    max: latencies.at(-1) ?? Number.NaN,
-    failed: latencies.length - ok - errors,
-    errors,
-    statuses,
-  };
+  return summarize(latencies, (performance.now() - started) / 1000, statuses, statuses.ok ?? 0, errors);
 }

@@ -2,12 +2,12 @@
 // HTTP/2 connection with `streams` calls in flight, as the gateway's single session carries them.
 // A C client, so the direct scenario is not handicapped by a Node client's CPU next to wrk's.
 // h2load reports no percentiles: they come from its per-request log.
-import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ensureCommand } from "@merch/devstack/apt";
-import { type LoadResult, percentile } from "./load.ts";
+import { type LoadResult, summarize } from "./load.ts";
+import { run } from "./run-command.ts";
 
 export interface H2Load {
   url: string;
@@ -36,20 +36,7 @@ export async function h2loadGenerator() {
           log,
           load.url,
         ];
-        const out = await new Promise<string>((resolve, reject) => {
-          const child = spawn(h2load, args, { stdio: ["ignore", "pipe", "pipe"] });
-          let text = "";
-          child.stdout.on("data", (d: Buffer) => {
-            text += d.toString();
-          });
-          child.stderr.on("data", (d: Buffer) => {
-            text += d.toString();
-          });
-          child.once("error", reject);
-          child.once("exit", (code) =>
-            code === 0 ? resolve(text) : reject(new Error(`h2load ${args.join(" ")} exited ${code}:\n${text}`)),
-          );
-        });
+        const out = await run(h2load, args);
         // One line per request: start (µs since the epoch), status, duration (µs).
         const lines = readFileSync(log, "utf8").trim().split("\n").filter(Boolean);
         const latencies: number[] = [];
@@ -59,20 +46,10 @@ export async function h2loadGenerator() {
           latencies.push(Number(us) / 1000);
           statuses[status ?? "?"] = (statuses[status ?? "?"] ?? 0) + 1;
         }
-        latencies.sort((a, b) => a - b);
         const seconds = Number(/finished in ([\d.]+)s/.exec(out)?.[1] ?? durationS);
         const errored = Number(/(\d+) errored/.exec(out)?.[1] ?? 0) + Number(/(\d+) timeout/.exec(out)?.[1] ?? 0);
-        const ok = statuses["200"] ?? 0;
-        return {
-          requests: lines.length,
-          seconds,
-          p50: percentile(latencies, 50),
-          p99: percentile(latencies, 99),
-          max: latencies.at(-1) ?? Number.NaN,
-          failed: lines.length - ok,
-          errors: errored,
-          statuses,
-        };
+        // Every logged line is an answer: those not 200 failed, and errors are counted apart.
+        return { ...summarize(latencies, seconds, statuses, statuses["200"] ?? 0, 0), errors: errored };
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }

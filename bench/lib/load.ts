@@ -52,3 +52,24 @@ export function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return Number.NaN;
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? Number.NaN;
 }
+
+/** The report of a run from each request's latency (ms, any order) and outcome counts. */
+export function summarize(
+  latencies: number[],
+  seconds: number,
+  statuses: Record<string, number>,
+  ok: number,
+  errors: number,
+): LoadResult {
+  latencies.sort((a, b) => a - b);
+  return {
+    requests: latencies.length,
+    seconds,
+    p50: percentile(latencies, 50),
+    p99: percentile(latencies, 99),
+    max: latencies.at(-1) ?? Number.NaN,
+    failed: latencies.length - ok - errors,
+    errors,
+    statuses,
+  };
+}

@@ -1,12 +1,12 @@
 // wrk as the HTTP load generator: a C event loop that costs the shared cores far less per request
 // than a Node one (bench/results.md has the comparison). Requests that vary (paths, tokens,
 // bodies, unique Idempotency-Keys) come from a generated Lua script.
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ensureCommand } from "@merch/devstack/apt";
 import type { HttpGenerator, HttpLoad, HttpRun, LoadResult } from "./load.ts";
+import { run } from "./run-command.ts";
 
 /**
  * A Lua string literal. JSON's escapes are Lua's too, except \uXXXX: those become Lua's decimal
@@ -105,20 +105,7 @@ export async function wrkGenerator(opts: { threads: number }): Promise<HttpGener
         `${load.url}${load.paths[0] ?? "/"}`,
       ];
       try {
-        const out = await new Promise<string>((resolve, reject) => {
-          const child = spawn(wrk, args, { stdio: ["ignore", "pipe", "pipe"] });
-          let text = "";
-          child.stdout.on("data", (d: Buffer) => {
-            text += d.toString();
-          });
-          child.stderr.on("data", (d: Buffer) => {
-            text += d.toString();
-          });
-          child.once("error", reject);
-          child.once("exit", (code) =>
-            code === 0 ? resolve(text) : reject(new Error(`wrk ${args.join(" ")} exited ${code}:\n${text}`)),
-          );
-        });
+        const out = await run(wrk, args);
         const line = /^BENCH (.*)$/m.exec(out)?.[1];
         if (!line) throw new Error(`wrk printed no summary:\n${out}`);
         const s = JSON.parse(line) as WrkSummary;

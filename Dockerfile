@@ -24,6 +24,7 @@ COPY db-service/package.json db-service/
 COPY log-service/package.json log-service/
 COPY gateway/package.json gateway/
 COPY devstack/package.json devstack/
+COPY testkit/package.json testkit/
 # --omit=dev leaves out the toolchain (and the `node` package); no production dependency needs an
 # install script (@node-rs/argon2 ships prebuilt binaries as optional packages).
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
@@ -47,7 +48,7 @@ FROM runtime AS db-service
 COPY db-service/package.json db-service/
 COPY db-service/src db-service/src
 COPY db-init/migrations db-init/migrations
-# The same V8 heap limits as devstack/src/services.ts (SERVICE_NODE_FLAGS); bench/results.md says why.
+# The same V8 heap limits as testkit/src/services.ts (SERVICE_NODE_FLAGS); bench/results.md says why.
 ENV PORT=50051 NODE_OPTIONS="--max-semi-space-size=2 --max-old-space-size=48"
 EXPOSE 50051
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \

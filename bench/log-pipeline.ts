@@ -7,14 +7,14 @@ import { randomUUID } from "node:crypto";
 import { parseArgs } from "node:util";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { startKafka } from "@merch/devstack/kafka";
-import { spawnLogService, tempDir } from "@merch/devstack/log-service";
 import {
   LogEventSchema,
   LogLevel,
   type StreamLogsRequest,
   StreamLogsRequestSchema,
 } from "@merch/gen/merch/log/v1/log_pb";
+import { spawnLogService, tempDir } from "@merch/log-service/test-support";
+import { startKafka } from "@merch/testkit";
 import { Kafka, logLevel } from "kafkajs";
 
 const { values } = parseArgs({

@@ -5,7 +5,7 @@
 //   node bench/profile-summary.ts file.cpuprofile [top=25] [fromUs toUs]
 import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
-import { REPO_ROOT } from "@merch/devstack/paths";
+import { REPO_ROOT } from "@merch/testkit";
 
 interface Node {
   id: number;

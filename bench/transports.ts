@@ -4,17 +4,15 @@
 import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { freePort } from "@merch/devstack/ports";
-import { startPostgres } from "@merch/devstack/postgres";
-import { runService } from "@merch/devstack/services";
-import { dbClients, networkDownstream } from "../gateway/src/clients.ts";
-import { DB_TRANSPORTS, loadConfig } from "../gateway/src/config.ts";
+import { migrate } from "@merch/db-service";
+import { DB_TRANSPORTS, dbClients, loadConfig, networkDownstream } from "@merch/gateway";
+import { freePort, runService, startPostgres } from "@merch/testkit";
 
 const calls = Number(process.argv[2] ?? 20_000);
 const concurrency = Number(process.argv[3] ?? 32);
 const dir = mkdtempSync(join(tmpdir(), "merch-bench-"));
 chmodSync(dir, 0o755);
-const pg = await startPostgres({ dataDir: join(dir, "pg"), fast: true });
+const pg = await startPostgres({ dataDir: join(dir, "pg"), fast: true, migrate });
 const port = await freePort();
 const db = runService("db-service", port, { DATABASE_URL: pg.url, LOG_LEVEL: "warn" }, "capture");
 await new Promise((r) => setTimeout(r, 2000));

@@ -5,7 +5,7 @@
 // would do. The database is DATABASE_URL, or else the running `npm start` store's
 // (scripts/store-db.ts). No psql needed.
 import { parseArgs } from "node:util";
-import { applyMigrations, MIGRATIONS_DIR } from "@merch/db-service/migrate";
+import { applyMigrations, MIGRATIONS_DIR } from "@merch/db-service";
 import postgres from "postgres";
 import { NoDatabaseError, redact, storeDatabase } from "./store-db.ts";
 

@@ -1,7 +1,7 @@
 // Runs a local single-node Kafka broker until Ctrl-C:
 //   node scripts/kafka-broker.ts [--port 9092] [--data-dir .data/kafka]
 import { parseArgs } from "node:util";
-import { startKafka } from "@merch/devstack/kafka";
+import { startKafka } from "@merch/testkit";
 
 const { values } = parseArgs({ options: { port: { type: "string" }, "data-dir": { type: "string" } } });
 const port = values.port === undefined ? undefined : Number(values.port);

@@ -6,9 +6,8 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { startStack } from "@merch/devstack/stack";
-import { superviseStack } from "@merch/devstack/supervisor";
-import { readConfig } from "@merch/kit/config";
+import { startStack, superviseStack } from "@merch/devstack";
+import { readConfig } from "@merch/kit";
 
 const env = readConfig((e) => ({
   dataDir: resolve(e.string("DATA_DIR", ".data")),

@@ -11,7 +11,7 @@ import { gzipSync } from "node:zlib";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { base64Encode } from "@bufbuild/protobuf/wire";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
-import { REPO_ROOT } from "@merch/devstack/paths";
+import { REPO_ROOT } from "@merch/testkit";
 import { type BuildOptions, build, type Plugin } from "esbuild";
 
 const STOREFRONT = join(REPO_ROOT, "gateway", "storefront");

@@ -8,10 +8,8 @@ import { randomUUID } from "node:crypto";
 import { open, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { ConfigError } from "@merch/kit/config";
-import { loadConfig } from "@merch/log-service/config";
-import { CHANNEL_FILE } from "@merch/log-service/file-writer";
-import { silenceKafkajsTimerWarnings } from "@merch/log-service/kafkajs-warnings";
+import { ConfigError, silenceKafkajsTimerWarnings } from "@merch/kit";
+import { CHANNEL_FILE, loadConfig } from "@merch/log-service";
 import { Kafka, logLevel } from "kafkajs";
 
 const POLL_MS = 250;

@@ -5,7 +5,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ensureCommand } from "@merch/devstack/apt";
+import { ensureCommand } from "@merch/devstack";
 import { type LoadResult, summarize } from "./load.ts";
 import { run } from "./run-command.ts";
 

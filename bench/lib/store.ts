@@ -5,11 +5,10 @@ import { spawn } from "node:child_process";
 import { chmodSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startKafka } from "@merch/devstack/kafka";
-import { REPO_ROOT } from "@merch/devstack/paths";
-import { startPostgres } from "@merch/devstack/postgres";
-import type { ServiceName } from "@merch/devstack/services";
-import { type Stack, startStack } from "@merch/devstack/stack";
+import { migrate } from "@merch/db-service";
+import { type Stack, startStack } from "@merch/devstack";
+import type { ServiceName } from "@merch/testkit";
+import { REPO_ROOT, startKafka, startPostgres } from "@merch/testkit";
 import postgres from "postgres";
 import { findProcess, type Watched } from "./cpu.ts";
 
@@ -49,7 +48,7 @@ export async function startStore(opts: StoreOptions = {}): Promise<Store> {
   const dataDir = mkdtempSync(join(tmpdir(), "merch-bench-"));
   chmodSync(dataDir, 0o755);
   const kafka = await startKafka();
-  const pg = await startPostgres({ dataDir: join(dataDir, "pg"), fast: false });
+  const pg = await startPostgres({ dataDir: join(dataDir, "pg"), fast: false, migrate });
   const sql = postgres(pg.url, { max: 2, onnotice: () => {} });
   const bench: Partial<Record<ServiceName, Record<string, string>>> = {
     // The bench registers more accounts from 127.0.0.1 than a real client may within 10 minutes.

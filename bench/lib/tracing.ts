@@ -3,7 +3,7 @@
 // that points the services at it. The bench restarts the services with this environment and runs
 // the two scenarios again. Until the services read OTEL_EXPORTER_OTLP_ENDPOINT, the traced run
 // is the same as the plain one and the collector receives nothing; the report says so.
-import { startZipkin } from "@merch/devstack/zipkin";
+import { startZipkin } from "@merch/devstack";
 import { findProcess, type Watched } from "./cpu.ts";
 
 export interface Tracing {

@@ -4,7 +4,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ensureCommand } from "@merch/devstack/apt";
+import { ensureCommand } from "@merch/devstack";
 import type { HttpGenerator, HttpLoad, HttpRun, LoadResult } from "./load.ts";
 import { run } from "./run-command.ts";
 

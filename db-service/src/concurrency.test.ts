@@ -1,11 +1,9 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { newUser, sessionOf, stockOf } from "@merch/devstack/db-fixtures";
-import { type DbStack, startDbStack, TRANSPORTS } from "@merch/devstack/db-stack";
-import { reasonOf } from "@merch/kit/errors";
-import { ErrorReason } from "@merch/kit/reasons";
+import { ErrorReason, reasonOf } from "@merch/kit";
 import postgres from "postgres";
+import { type DbStack, newUser, sessionOf, startDbStack, stockOf, TRANSPORTS } from "./test-support/index.ts";
 
 let stack: DbStack;
 before(async () => {

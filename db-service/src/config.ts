@@ -1,5 +1,4 @@
-import { readConfig } from "@merch/kit/config";
-import { readServiceCredential } from "@merch/kit/service-credential";
+import { readConfig, readServiceCredential } from "@merch/kit";
 
 export interface LoginLimits {
   /** Failed logins per account (by username or sid alike) within a window, before 429. */

@@ -1,8 +1,6 @@
 import { ConnectError } from "@connectrpc/connect";
-import { rpcError } from "@merch/kit/errors";
-import type { Logger } from "@merch/kit/logger";
-import { ErrorReason } from "@merch/kit/reasons";
-import { inSpan } from "@merch/kit/tracing";
+import type { Logger } from "@merch/kit";
+import { ErrorReason, inSpan, rpcError } from "@merch/kit";
 import { drizzle, type PostgresJsDatabase } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
 import type { DbServiceConfig } from "./config.ts";

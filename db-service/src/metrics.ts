@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, SECONDS_BUCKETS, ServiceMetrics } from "@merch/kit/metrics";
+import { Counter, Gauge, Histogram, SECONDS_BUCKETS, ServiceMetrics } from "@merch/kit";
 import { argon2Load } from "./passwords.ts";
 
 /** db-service's metrics: the RPCs (kit), the database, the write batches, passwords, throttling. */

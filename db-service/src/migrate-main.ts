@@ -1,7 +1,6 @@
 // Applies db-init/migrations to DATABASE_URL and exits: compose's one-shot db-init job
 // (db-service also migrates at start-up; this lets an operator do it first, on its own).
-import { readConfig } from "@merch/kit/config";
-import { createLogger } from "@merch/kit/logger";
+import { createLogger, readConfig } from "@merch/kit";
 import { migrate } from "./migrate.ts";
 
 /** What the job reads (besides LOG_LEVEL, the logger's); exported so test/deploy can hold compose.yaml to it. */

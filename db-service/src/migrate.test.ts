@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { startTestPostgres, type TestPostgres } from "@merch/devstack/postgres";
+import { startTestPostgres, type TestPostgres } from "@merch/testkit";
 import { readMigrationFiles } from "drizzle-orm/migrator";
 import postgres from "postgres";
 import { MIGRATIONS_DIR, migrate } from "./migrate.ts";

@@ -1,10 +1,17 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { Code } from "@connectrpc/connect";
-import { newProduct, newUser, sessionOf, stockOf } from "@merch/devstack/db-fixtures";
-import { type DbStack, startDbStack, TRANSPORTS } from "@merch/devstack/db-stack";
-import { rejectsFields, rejectsWith } from "@merch/devstack/rpc-assert";
 import { OrderStatus } from "@merch/gen/merch/store/v1/order_pb";
+import { rejectsFields, rejectsWith } from "@merch/testkit";
+import {
+  type DbStack,
+  newProduct,
+  newUser,
+  sessionOf,
+  startDbStack,
+  stockOf,
+  TRANSPORTS,
+} from "./test-support/index.ts";
 
 let stack: DbStack;
 before(async () => {

@@ -1,8 +1,7 @@
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type { OrderService } from "@merch/gen/merch/store/v1/order_pb";
 import type { Session } from "@merch/gen/merch/store/v1/session_pb";
-import { invalidArgument, rpcError } from "@merch/kit/errors";
-import { ErrorReason } from "@merch/kit/reasons";
+import { ErrorReason, invalidArgument, rpcError } from "@merch/kit";
 import { and, desc, eq, gte, lt, notExists, sql } from "drizzle-orm";
 import { orderToProto, productToProto } from "./convert.ts";
 import { constraintOf, type Database, type Db, sqlState } from "./db.ts";

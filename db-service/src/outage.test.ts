@@ -1,10 +1,9 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { Code, createClient } from "@connectrpc/connect";
-import { newUser, sessionOf } from "@merch/devstack/db-fixtures";
-import { type DbStack, startDbStack, TRANSPORTS } from "@merch/devstack/db-stack";
-import { rejectsFields, rejectsWith } from "@merch/devstack/rpc-assert";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@merch/gen/grpc/health/v1/health_pb";
+import { rejectsFields, rejectsWith } from "@merch/testkit";
+import { type DbStack, newUser, sessionOf, startDbStack, TRANSPORTS } from "./test-support/index.ts";
 
 let stack: DbStack;
 before(async () => {

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { Code } from "@connectrpc/connect";
-import { type DbStack, startDbStack, TRANSPORTS } from "@merch/devstack/db-stack";
-import { rejectsFields, rejectsWith } from "@merch/devstack/rpc-assert";
+import { rejectsFields, rejectsWith } from "@merch/testkit";
+import { type DbStack, startDbStack, TRANSPORTS } from "./test-support/index.ts";
 
 let stack: DbStack;
 before(async () => {

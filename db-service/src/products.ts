@@ -1,8 +1,7 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { Product, ProductService } from "@merch/gen/merch/store/v1/product_pb";
-import { rpcError } from "@merch/kit/errors";
-import type { Logger } from "@merch/kit/logger";
-import { ErrorReason } from "@merch/kit/reasons";
+import type { Logger } from "@merch/kit";
+import { ErrorReason, rpcError } from "@merch/kit";
 import { asc, eq, inArray } from "drizzle-orm";
 import { productToProto } from "./convert.ts";
 import { type Database, databaseUnavailable } from "./db.ts";

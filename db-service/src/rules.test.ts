@@ -2,13 +2,13 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { create, type DescMessage } from "@bufbuild/protobuf";
 import { createValidator } from "@bufbuild/protovalidate";
-import { startTestPostgres, type TestPostgres } from "@merch/devstack/postgres";
-import { dereference, loadSpec } from "@merch/gateway/spec";
-import { validatorCompiler } from "@merch/gateway/validation";
+import { dereference, loadSpec, validatorCompiler } from "@merch/gateway";
 import * as shop from "@merch/gen/merch/shop/v1/shop_pb";
 import * as orders from "@merch/gen/merch/store/v1/order_pb";
 import * as users from "@merch/gen/merch/store/v1/user_pb";
+import type { TestPostgres } from "@merch/testkit";
 import postgres from "postgres";
+import { startMigratedPostgres } from "./test-support/index.ts";
 
 // Each field rule is written three times, each where it guards: in the protos (buf.validate, what
 // the services check), in openapi.yaml (what the REST API checks), and as the database's CHECKs
@@ -17,7 +17,7 @@ import postgres from "postgres";
 let pg: TestPostgres;
 let sql: postgres.Sql;
 before(async () => {
-  pg = await startTestPostgres();
+  pg = await startMigratedPostgres();
   sql = postgres(pg.url, { max: 1, onnotice: () => {} });
 });
 after(async () => {

@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { startTestPostgres, type TestPostgres } from "@merch/devstack/postgres";
+import type { TestPostgres } from "@merch/testkit";
 import { getTableConfig, type PgTable } from "drizzle-orm/pg-core";
 import postgres from "postgres";
 import * as schema from "./schema.ts";
+import { startMigratedPostgres } from "./test-support/index.ts";
 
 // The migrations make the database; schema.ts is how db-service sees it (and what the migrations
 // are generated from). They must not drift.
@@ -11,7 +12,7 @@ import * as schema from "./schema.ts";
 let pg: TestPostgres;
 let sql: postgres.Sql;
 before(async () => {
-  pg = await startTestPostgres();
+  pg = await startMigratedPostgres();
   sql = postgres(pg.url, { max: 1 });
 });
 after(async () => {

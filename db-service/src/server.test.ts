@@ -5,13 +5,12 @@ import { after, before, test } from "node:test";
 import { promisify } from "node:util";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { REPO_ROOT } from "@merch/devstack/paths";
-import { freePort } from "@merch/devstack/ports";
-import { startTestPostgres, type TestPostgres } from "@merch/devstack/postgres";
-import { runService, type ServiceProcess, waitForOutput } from "@merch/devstack/services";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "@merch/gen/grpc/health/v1/health_pb";
 import { UserService } from "@merch/gen/merch/store/v1/user_pb";
-import { sendServiceCredential } from "@merch/kit/service-credential";
+import { sendServiceCredential } from "@merch/kit";
+import type { TestPostgres } from "@merch/testkit";
+import { freePort, REPO_ROOT, runService, type ServiceProcess, waitForOutput } from "@merch/testkit";
+import { startMigratedPostgres } from "./test-support/index.ts";
 
 // The real entrypoint, as `npm start` and the container run it.
 
@@ -23,7 +22,7 @@ let service: ServiceProcess;
 let base: string;
 
 before(async () => {
-  pg = await startTestPostgres();
+  pg = await startMigratedPostgres();
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
   service = runService(

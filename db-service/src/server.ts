@@ -1,4 +1,4 @@
-import { runMain } from "@merch/kit/main";
+import { runMain } from "@merch/kit";
 import { startDbService } from "./app.ts";
 import { loadConfig } from "./config.ts";
 import { isDriverWriteFault } from "./db.ts";

@@ -1,7 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Session } from "@merch/gen/merch/store/v1/session_pb";
-import { rpcError } from "@merch/kit/errors";
-import { ErrorReason } from "@merch/kit/reasons";
+import { ErrorReason, rpcError } from "@merch/kit";
 import { and, eq, exists, gt, isNull, lt, type SQL, sql } from "drizzle-orm";
 import type { Db } from "./db.ts";
 import { sessions, users } from "./schema.ts";

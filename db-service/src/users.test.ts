@@ -3,13 +3,11 @@ import { randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { newUser, sessionOf, signIn } from "@merch/devstack/db-fixtures";
-import { type DbStack, startDbStack, TRANSPORTS } from "@merch/devstack/db-stack";
-import { rejectsFields, rejectsWith } from "@merch/devstack/rpc-assert";
 import { UserService } from "@merch/gen/merch/store/v1/user_pb";
-import { retryAfterOf } from "@merch/kit/errors";
-import { sendServiceCredential } from "@merch/kit/service-credential";
+import { retryAfterOf, sendServiceCredential } from "@merch/kit";
+import { rejectsFields, rejectsWith } from "@merch/testkit";
 import postgres from "postgres";
+import { type DbStack, newUser, sessionOf, signIn, startDbStack, TRANSPORTS } from "./test-support/index.ts";
 
 let stack: DbStack;
 before(async () => {

@@ -1,8 +1,7 @@
 import { createHash } from "node:crypto";
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { UserService } from "@merch/gen/merch/store/v1/user_pb";
-import { rpcError } from "@merch/kit/errors";
-import { ErrorReason, type Reason } from "@merch/kit/reasons";
+import { ErrorReason, type Reason, rpcError } from "@merch/kit";
 import { and, eq, isNull, type SQL, sql } from "drizzle-orm";
 import type { PgUpdateSetSource } from "drizzle-orm/pg-core";
 import type { LoginLimits } from "./config.ts";

@@ -1,13 +1,12 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { ConnectError } from "@connectrpc/connect";
-import { startTestPostgres, type TestPostgres } from "@merch/devstack/postgres";
-import { reasonOf } from "@merch/kit/errors";
-import { createLogger } from "@merch/kit/logger";
-import { ErrorReason } from "@merch/kit/reasons";
+import { createLogger, ErrorReason, reasonOf } from "@merch/kit";
+import type { TestPostgres } from "@merch/testkit";
 import { sql as q } from "drizzle-orm";
 import postgres from "postgres";
 import { type Database, openDatabase, sqlState } from "./db.ts";
+import { startMigratedPostgres } from "./test-support/index.ts";
 import { type Caller, type Tx, WriteBatcher } from "./write-batcher.ts";
 
 // The batcher against a real PostgreSQL, on a table of its own.
@@ -16,7 +15,7 @@ let pg: TestPostgres;
 let sql: postgres.Sql;
 let database: Database;
 before(async () => {
-  pg = await startTestPostgres();
+  pg = await startMigratedPostgres();
   sql = postgres(pg.url, { max: 4, onnotice: () => {} });
   await sql`CREATE TABLE ledger (seq integer GENERATED ALWAYS AS IDENTITY, n integer NOT NULL UNIQUE)`;
   // Sleeps at COMMIT for the rows whose n asks it to: a commit that takes its time.

@@ -1,6 +1,4 @@
-import { rpcError } from "@merch/kit/errors";
-import { ErrorReason } from "@merch/kit/reasons";
-import { endSpan, type Span, tracer } from "@merch/kit/tracing";
+import { ErrorReason, endSpan, rpcError, type Span, tracer } from "@merch/kit";
 import { sql } from "drizzle-orm";
 import type { PgDatabase } from "drizzle-orm/pg-core";
 import type { PostgresJsQueryResultHKT } from "drizzle-orm/postgres-js";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
+import { dereference, loadSpec, type OpenApiDocument } from "@merch/gateway";
 import { Ajv2020, type ValidateFunction } from "ajv/dist/2020.js";
 import addFormatsModule from "ajv-formats";
-import { dereference, loadSpec, type OpenApiDocument } from "../../gateway/src/spec.ts";
 
 // Every response the end-to-end tests receive is checked against gateway/openapi.yaml: the
 // status must be documented for the operation (or covered by `default`), and the body must

@@ -1,6 +1,6 @@
 // A real headless browser for UI tests: Debian's Chromium driven by playwright-core, which never
 // downloads a browser of its own when given an executablePath.
-import { type Browser, chromium } from "playwright-core";
+import type { Browser } from "playwright-core";
 import { ensureCommand } from "./apt.ts";
 
 const LAUNCH_TIMEOUT_MS = 60_000;
@@ -24,6 +24,8 @@ export const CHROMIUM_ARGS = [
  */
 export async function launchChromium(opts: { timeoutMs?: number; args?: string[] } = {}): Promise<Browser> {
   const executablePath = await ensureCommand("chromium", "chromium");
+  // Loaded here, not with devstack: only the storefront's tests drive a browser.
+  const { chromium } = await import("playwright-core");
   return chromium.launch({
     executablePath,
     headless: true,

@@ -3,9 +3,8 @@
 import { spawn } from "node:child_process";
 import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { fetchWithin, freePort, makeRunDir, poll, spawnOwned, tail } from "@merch/testkit";
 import { ensureCommand } from "./apt.ts";
-import { freePort } from "./ports.ts";
-import { fetchWithin, makeRunDir, poll, spawnOwned, tail } from "./proc.ts";
 
 const READY_TIMEOUT_MS = 30_000;
 const PROMTOOL_TIMEOUT_MS = 30_000;

@@ -1,8 +1,15 @@
 import { randomBytes } from "node:crypto";
 import { join } from "node:path";
-import { freePort } from "./ports.ts";
-import { applySchema, type PostgresServer, startPostgres } from "./postgres.ts";
-import { type OutputMode, runService, type ServiceName, type ServiceProcess } from "./services.ts";
+import { migrate } from "@merch/db-service";
+import {
+  freePort,
+  type OutputMode,
+  type PostgresServer,
+  runService,
+  type ServiceName,
+  type ServiceProcess,
+  startPostgres,
+} from "@merch/testkit";
 
 // The whole store as separate processes on one machine: `npm start` runs it on embedded
 // defaults, and the end-to-end tests run it on free ports and throwaway data.
@@ -46,11 +53,12 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     postgres = await startPostgres({
       dataDir: join(opts.dataDir, "pg"),
       fast: opts.fastPostgres ?? false,
+      migrate,
       ...(opts.postgresPort === undefined ? {} : { port: opts.postgresPort }),
     });
     databaseUrl = postgres.url;
   } else {
-    await applySchema(databaseUrl);
+    await migrate(databaseUrl);
   }
   const port = async (name: ServiceName) => opts.ports?.[name] ?? (await freePort());
   const [dbPort, logPort, gatewayPort] = [await port("db-service"), await port("log-service"), await port("gateway")];

@@ -1,7 +1,7 @@
 import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type KafkaBroker, startKafka } from "./kafka.ts";
+import { type KafkaBroker, startKafka } from "@merch/testkit";
 import { type Stack, type StackOptions, startStack } from "./stack.ts";
 
 export const TEST_JWT_SECRET = "test-secret-of-the-e2e-suites-0123456789abcdef";

@@ -6,9 +6,8 @@ import { mkdir, mkdtemp, readdir, rename, rm, writeFile } from "node:fs/promises
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { fetchWithin, freePort, makeRunDir, poll, spawnOwned, tail } from "@merch/testkit";
 import { type OtlpReceived, type OtlpReceiver, startOtlpReceiver, type ZipkinSpan } from "./otlp-zipkin.ts";
-import { freePort } from "./ports.ts";
-import { fetchWithin, makeRunDir, poll, spawnOwned, tail } from "./proc.ts";
 
 export type { OtlpReceived, ZipkinSpan } from "./otlp-zipkin.ts";
 

@@ -7,9 +7,8 @@ import fastifyCors from "@fastify/cors";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import { HealthCheckResponse_ServingStatus as Status } from "@merch/gen/grpc/health/v1/health_pb";
-import { rpcError } from "@merch/kit/errors";
-import type { Logger } from "@merch/kit/logger";
-import { ErrorReason, reasonName } from "@merch/kit/reasons";
+import type { Logger } from "@merch/kit";
+import { ErrorReason, reasonName, rpcError } from "@merch/kit";
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyError,

@@ -3,8 +3,7 @@ import { test } from "node:test";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import { ProductSchema, ProductService } from "@merch/gen/merch/store/v1/product_pb";
-import { reasonOf, retryAfterOf } from "@merch/kit/errors";
-import { ErrorReason } from "@merch/kit/reasons";
+import { ErrorReason, reasonOf, retryAfterOf } from "@merch/kit";
 import { limitCalls } from "./call-limit.ts";
 
 // The limit in front of db-service: at most N calls in flight, the rest served in arrival order,

@@ -1,6 +1,5 @@
 import type { Transport } from "@connectrpc/connect";
-import { rpcError } from "@merch/kit/errors";
-import { ErrorReason } from "@merch/kit/reasons";
+import { ErrorReason, rpcError } from "@merch/kit";
 
 export interface LimitedTransport extends Transport {
   /** Unary calls waiting for a turn. */

@@ -5,10 +5,7 @@ import { LogService } from "@merch/gen/merch/log/v1/log_pb";
 import { OrderService } from "@merch/gen/merch/store/v1/order_pb";
 import { ProductService } from "@merch/gen/merch/store/v1/product_pb";
 import { UserService } from "@merch/gen/merch/store/v1/user_pb";
-import { MAX_CONCURRENT_STREAMS } from "@merch/kit/listener";
-import { traceClient } from "@merch/kit/metrics";
-import { sendServiceCredential } from "@merch/kit/service-credential";
-import { GuardedSessionManager } from "@merch/kit/session-manager";
+import { GuardedSessionManager, MAX_CONCURRENT_STREAMS, sendServiceCredential, traceClient } from "@merch/kit";
 import { limitCalls } from "./call-limit.ts";
 import type { DbTransport, GatewayConfig } from "./config.ts";
 

@@ -1,7 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { isIP } from "node:net";
-import { type EnvReader, readConfig } from "@merch/kit/config";
-import { readServiceCredential } from "@merch/kit/service-credential";
+import { type EnvReader, readConfig, readServiceCredential } from "@merch/kit";
 
 export const DB_TRANSPORTS = ["grpc", "connect-h2", "connect-h1"] as const;
 export type DbTransport = (typeof DB_TRANSPORTS)[number];

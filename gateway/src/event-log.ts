@@ -10,8 +10,8 @@ import {
   type LogService,
   type StreamLogsRequestSchema,
 } from "@merch/gen/merch/log/v1/log_pb";
-import type { Logger } from "@merch/kit/logger";
-import { activeIds } from "@merch/kit/tracing";
+import type { Logger } from "@merch/kit";
+import { activeIds } from "@merch/kit";
 
 export type Level = "debug" | "info" | "warn" | "error";
 

@@ -1,6 +1,17 @@
 import type { IncomingHttpHeaders } from "node:http";
-import { Gauge, Histogram, SECONDS_BUCKETS, ServiceMetrics } from "@merch/kit/metrics";
-import { context, endSpan, propagation, type Span, SpanKind, trace, tracer } from "@merch/kit/tracing";
+import {
+  context,
+  endSpan,
+  Gauge,
+  Histogram,
+  propagation,
+  SECONDS_BUCKETS,
+  ServiceMetrics,
+  type Span,
+  SpanKind,
+  trace,
+  tracer,
+} from "@merch/kit";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { EventLogStats } from "./event-log.ts";
 

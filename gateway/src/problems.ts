@@ -1,6 +1,5 @@
 import { ConnectError } from "@connectrpc/connect";
-import { reasonOf, retryAfterOf, violationsOf } from "@merch/kit/errors";
-import { ANSWERS, ErrorReason, type Reason, reasonName } from "@merch/kit/reasons";
+import { ANSWERS, ErrorReason, type Reason, reasonName, reasonOf, retryAfterOf, violationsOf } from "@merch/kit";
 import type { FastifyError, FastifyReply } from "fastify";
 import { publicError } from "./refusals.ts";
 

@@ -2,27 +2,49 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { type DbStack, startDbStack } from "@merch/devstack/db-stack";
-import { createLogger } from "@merch/kit/logger";
+import { createLogger } from "@merch/kit";
+import {
+  freePort,
+  runService,
+  type ServiceProcess,
+  startTestPostgres,
+  type TestPostgres,
+  waitForOutput,
+} from "@merch/testkit";
 import postgres from "postgres";
 import { type DbClients, dbClients } from "./clients.ts";
 import { ProductCache } from "./product-cache.ts";
 
-// The cache in front of a real db-service on a real PostgreSQL.
+// The cache in front of a real db-service (its own process, as the gateway meets it) on a real
+// PostgreSQL.
 
-let stack: DbStack;
+let pg: TestPostgres;
+let service: ServiceProcess;
 let db: DbClients;
 let sql: postgres.Sql;
 const logger = createLogger("gateway", "silent");
 before(async () => {
-  stack = await startDbStack();
+  pg = await startTestPostgres();
+  // db-service migrates the empty database at start-up, and says so once it serves.
+  service = runService(
+    "db-service",
+    await freePort(),
+    {
+      DATABASE_URL: pg.url,
+      DB_CONNECT_TIMEOUT_S: "2",
+      SERVICE_CREDENTIAL: "product-cache-test-credential-0123456789abcdef",
+    },
+    "capture",
+  );
+  await waitForOutput(service, /"database":"up"/, 60_000);
   // Product reads need no service credential.
-  db = dbClients(createConnectTransport({ baseUrl: stack.baseUrl, httpVersion: "1.1", defaultTimeoutMs: 2000 }));
-  sql = postgres(stack.pg.url, { max: 1, onnotice: () => {} });
+  db = dbClients(createConnectTransport({ baseUrl: service.url, httpVersion: "1.1", defaultTimeoutMs: 2000 }));
+  sql = postgres(pg.url, { max: 1, onnotice: () => {} });
 });
 after(async () => {
   await sql?.end();
-  await stack?.stop();
+  await service?.stop();
+  await pg?.destroy();
 });
 
 const stockIn = async (cache: ProductCache, id: number) => (await cache.get(id))?.stock;
@@ -100,7 +122,7 @@ test("when the database goes away, the stream is lost, pages age to the TTL and 
   cache.start();
   t.after(() => cache.close());
   await eventually("the cache follows the stream", async () => cache.following);
-  await stack.pg.stop();
+  await pg.stop();
   try {
     await eventually("the stream is lost", async () => !cache.following, 10_000);
     now += 500;
@@ -108,7 +130,7 @@ test("when the database goes away, the stream is lost, pages age to the TTL and 
     now += 500;
     await assert.rejects(cache.get(3), (err: unknown) => err instanceof ConnectError && err.code === Code.Unavailable);
   } finally {
-    await stack.pg.start();
+    await pg.start();
   }
   await eventually("the cache follows the stream again", async () => cache.following, 15_000);
   await sql`UPDATE products SET stock = 321 WHERE id = 3`;

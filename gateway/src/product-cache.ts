@@ -1,6 +1,6 @@
 import { setTimeout as wait } from "node:timers/promises";
 import type { Product } from "@merch/gen/merch/store/v1/product_pb";
-import type { Logger } from "@merch/kit/logger";
+import type { Logger } from "@merch/kit";
 import type { DbClients } from "./clients.ts";
 import { productJson } from "./convert.ts";
 

@@ -1,6 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { reasonOf, rpcError } from "@merch/kit/errors";
-import { ANSWERS, ErrorReason, REASON_OF_CODE, type Reason } from "@merch/kit/reasons";
+import { ANSWERS, ErrorReason, REASON_OF_CODE, type Reason, reasonOf, rpcError } from "@merch/kit";
 
 // What a client is told when a call to db-service or log-service failed: always one of the
 // store's public reasons (kit/src/reasons.ts), with what the internal service said kept when it

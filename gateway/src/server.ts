@@ -1,4 +1,4 @@
-import { runMain } from "@merch/kit/main";
+import { runMain } from "@merch/kit";
 import { buildGateway } from "./app.ts";
 import { loadConfig } from "./config.ts";
 

@@ -19,7 +19,7 @@ import {
 import { type Order, OrderStatus as StoreOrderStatus } from "@merch/gen/merch/store/v1/order_pb";
 import type { Product } from "@merch/gen/merch/store/v1/product_pb";
 import type { User } from "@merch/gen/merch/store/v1/user_pb";
-import { validation } from "@merch/kit/errors";
+import { validation } from "@merch/kit";
 import type { FastifyRequest } from "fastify";
 import type { Authenticated, RequestInfo, Store } from "./store.ts";
 

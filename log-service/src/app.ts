@@ -1,7 +1,6 @@
 import { LogService } from "@merch/gen/merch/log/v1/log_pb";
-import type { DualHandler } from "@merch/kit/listener";
-import type { Logger } from "@merch/kit/logger";
-import { startRpcServer } from "@merch/kit/serve";
+import type { DualHandler, Logger } from "@merch/kit";
+import { startRpcServer } from "@merch/kit";
 import type { LogServiceConfig } from "./config.ts";
 import { FileWriter } from "./file-writer.ts";
 import { KafkaWriter } from "./kafka-writer.ts";

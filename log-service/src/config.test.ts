@@ -2,10 +2,10 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { resolve } from "node:path";
 import { test } from "node:test";
-import { SERVER_TS } from "@merch/devstack/log-service";
-import { REPO_ROOT } from "@merch/devstack/paths";
-import { ConfigError } from "@merch/kit/config";
+import { ConfigError } from "@merch/kit";
+import { REPO_ROOT } from "@merch/testkit";
 import { loadConfig } from "./config.ts";
+import { SERVER_TS } from "./test-support/index.ts";
 
 test("defaults: loopback only, no broker (file sink), log-channel, 64 MiB spool", () => {
   const c = loadConfig({});

@@ -1,6 +1,5 @@
 import { resolve } from "node:path";
-import { readConfig } from "@merch/kit/config";
-import { readServiceCredential } from "@merch/kit/service-credential";
+import { readConfig, readServiceCredential } from "@merch/kit";
 
 export interface LogServiceConfig {
   port: number;

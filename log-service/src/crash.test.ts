@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { type KafkaBroker, startKafka } from "@merch/devstack/kafka";
-import { readIds } from "@merch/devstack/log-channel";
+import type { StreamLogsRequest } from "@merch/gen/merch/log/v1/log_pb";
+import { type KafkaBroker, readIds, startKafka } from "@merch/testkit";
 import {
   batches,
   type ChildLogService,
@@ -14,8 +14,7 @@ import {
   streamOf,
   tempDir,
   userEvents,
-} from "@merch/devstack/log-service";
-import type { StreamLogsRequest } from "@merch/gen/merch/log/v1/log_pb";
+} from "./test-support/index.ts";
 
 let broker: KafkaBroker;
 const children: ChildLogService[] = [];

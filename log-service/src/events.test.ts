@@ -2,9 +2,10 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { logEvent } from "@merch/devstack/log-service";
 import { LogEventSchema, LogLevel } from "@merch/gen/merch/log/v1/log_pb";
-import { encodeEvent, type LogRecord, MAX_RECORD_BYTES, recordKey, toRecord, validateEvent } from "./events.ts";
+import type { LogRecord } from "@merch/kit";
+import { encodeEvent, MAX_RECORD_BYTES, recordKey, toRecord, validateEvent } from "./events.ts";
+import { logEvent } from "./test-support/index.ts";
 
 const fields = (e: Parameters<typeof validateEvent>[0]) => validateEvent(e, "events[0]").map((v) => v.field);
 

@@ -1,27 +1,6 @@
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { type LogEvent, LogLevel } from "@merch/gen/merch/log/v1/log_pb";
-import type { FieldViolation } from "@merch/kit/errors";
-
-/** One event as published on log-channel: one JSON object per Kafka record or file line. */
-export interface LogRecord {
-  id: string;
-  /** When it happened, RFC 3339 UTC with milliseconds; the receive time when the event had none. */
-  time: string;
-  level: LevelName;
-  service: string;
-  event: string;
-  message: string;
-  user_id: number | null;
-  request_id: string | null;
-  http: { method: string; path: string; status: number; duration_ms: number } | null;
-  attributes: Record<string, string>;
-  /** The trace the event happened in, for finding it in the trace backend. */
-  trace_id: string | null;
-  span_id: string | null;
-  received_at: string;
-}
-
-export type LevelName = "debug" | "info" | "warn" | "error";
+import type { FieldViolation, LevelName, LogRecord } from "@merch/kit";
 
 /** A record ready for a sink: the Kafka key and the JSON text. */
 export interface OutRecord {

@@ -5,6 +5,11 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { after, before, test } from "node:test";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { LogLevel } from "@merch/gen/merch/log/v1/log_pb";
+import type { LogRecord } from "@merch/kit";
+import { violationsOf } from "@merch/kit";
+import { REPO_ROOT } from "@merch/testkit";
+import { CHANNEL_FILE } from "./file-writer.ts";
 import {
   batches,
   type InProcessLogService,
@@ -15,12 +20,7 @@ import {
   streamOf,
   TEST_LOG_CREDENTIAL,
   userEvents,
-} from "@merch/devstack/log-service";
-import { REPO_ROOT } from "@merch/devstack/paths";
-import { LogLevel } from "@merch/gen/merch/log/v1/log_pb";
-import { violationsOf } from "@merch/kit/errors";
-import type { LogRecord } from "./events.ts";
-import { CHANNEL_FILE } from "./file-writer.ts";
+} from "./test-support/index.ts";
 
 let log: InProcessLogService;
 

@@ -1,6 +1,6 @@
 import { type FileHandle, mkdir, open } from "node:fs/promises";
 import { join } from "node:path";
-import type { Logger } from "@merch/kit/logger";
+import type { Logger } from "@merch/kit";
 import type { OutRecord } from "./events.ts";
 import type { Counters } from "./metrics.ts";
 import type { SinkStatus, Writer } from "./sink.ts";

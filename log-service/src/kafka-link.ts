@@ -1,4 +1,4 @@
-import type { Logger } from "@merch/kit/logger";
+import type { Logger } from "@merch/kit";
 import { Kafka, type logCreator, logLevel, Partitioners, type Producer, type RetryOptions } from "kafkajs";
 import type { OutRecord } from "./events.ts";
 

@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import type { Logger } from "@merch/kit/logger";
+import type { Logger } from "@merch/kit";
 import type { OutRecord } from "./events.ts";
 import { KafkaLink, type KafkaLinkOptions } from "./kafka-link.ts";
 import type { Counters } from "./metrics.ts";

@@ -7,9 +7,18 @@ import type {
   StreamLogsRequest,
   StreamLogsResponseSchema,
 } from "@merch/gen/merch/log/v1/log_pb";
-import { type FieldViolation, invalidArgument, rpcError } from "@merch/kit/errors";
-import { ErrorReason } from "@merch/kit/reasons";
-import { contextOfIds, endSpan, isExporting, type Span, SpanKind, tracer } from "@merch/kit/tracing";
+import {
+  contextOfIds,
+  ErrorReason,
+  endSpan,
+  type FieldViolation,
+  invalidArgument,
+  isExporting,
+  rpcError,
+  type Span,
+  SpanKind,
+  tracer,
+} from "@merch/kit";
 import type { Cursor } from "./batch-queue.ts";
 import { encodeEvent, type OutRecord } from "./events.ts";
 import type { Counters } from "./metrics.ts";

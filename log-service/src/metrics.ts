@@ -1,4 +1,4 @@
-import { Counter, Histogram, SECONDS_BUCKETS, ServiceMetrics } from "@merch/kit/metrics";
+import { Counter, Histogram, SECONDS_BUCKETS, ServiceMetrics } from "@merch/kit";
 import type { SinkStatus } from "./sink.ts";
 
 /** Event counters since start-up; every event that arrives ends up in exactly one outcome counter. */

@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { type KafkaBroker, startKafka } from "@merch/devstack/kafka";
-import { readIds } from "@merch/devstack/log-channel";
+import { Health, HealthCheckResponse_ServingStatus as Serving } from "@merch/gen/grpc/health/v1/health_pb";
+import type { StreamLogsRequest } from "@merch/gen/merch/log/v1/log_pb";
+import { ErrorReason, reasonOf } from "@merch/kit";
+import { type KafkaBroker, readIds, startKafka } from "@merch/testkit";
 import {
   batches,
   eventually,
@@ -15,11 +17,7 @@ import {
   statusOf,
   streamOf,
   userEvents,
-} from "@merch/devstack/log-service";
-import { Health, HealthCheckResponse_ServingStatus as Serving } from "@merch/gen/grpc/health/v1/health_pb";
-import type { StreamLogsRequest } from "@merch/gen/merch/log/v1/log_pb";
-import { reasonOf } from "@merch/kit/errors";
-import { ErrorReason } from "@merch/kit/reasons";
+} from "./test-support/index.ts";
 
 let broker: KafkaBroker;
 const services: InProcessLogService[] = [];

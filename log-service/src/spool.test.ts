@@ -2,9 +2,9 @@ import assert from "node:assert/strict";
 import { appendFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
-import { tempDir } from "@merch/devstack/log-service";
 import type { OutRecord } from "./events.ts";
 import { Spool, type SpoolBatch } from "./spool.ts";
+import { tempDir } from "./test-support/index.ts";
 
 function records(from: number, count: number, pad = 0): OutRecord[] {
   return Array.from({ length: count }, (_, i) => {

@@ -5,8 +5,12 @@ import { createInterface } from "node:readline";
 import { after, before, test } from "node:test";
 import { create } from "@bufbuild/protobuf";
 import { Code, createClient } from "@connectrpc/connect";
-import { type KafkaBroker, startKafka } from "@merch/devstack/kafka";
-import { readIds, topicSize } from "@merch/devstack/log-channel";
+import { Health, HealthCheckResponse_ServingStatus as Serving } from "@merch/gen/grpc/health/v1/health_pb";
+import { ServerReflection, ServerReflectionRequestSchema } from "@merch/gen/grpc/reflection/v1/reflection_pb";
+import { LogLevel, StreamLogsRequestSchema } from "@merch/gen/merch/log/v1/log_pb";
+import type { LogRecord } from "@merch/kit";
+import { violationsOf } from "@merch/kit";
+import { type KafkaBroker, REPO_ROOT, readIds, startKafka, topicSize } from "@merch/testkit";
 import {
   batches,
   type InProcessLogService,
@@ -18,13 +22,7 @@ import {
   statusOf,
   streamOf,
   userEvents,
-} from "@merch/devstack/log-service";
-import { REPO_ROOT } from "@merch/devstack/paths";
-import { Health, HealthCheckResponse_ServingStatus as Serving } from "@merch/gen/grpc/health/v1/health_pb";
-import { ServerReflection, ServerReflectionRequestSchema } from "@merch/gen/grpc/reflection/v1/reflection_pb";
-import { LogLevel, StreamLogsRequestSchema } from "@merch/gen/merch/log/v1/log_pb";
-import { violationsOf } from "@merch/kit/errors";
-import type { LogRecord } from "./events.ts";
+} from "./test-support/index.ts";
 
 let broker: KafkaBroker;
 let log: InProcessLogService;

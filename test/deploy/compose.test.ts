@@ -9,14 +9,13 @@ import { randomBytes } from "node:crypto";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { parseEnv, promisify } from "node:util";
-import { ensureCommand } from "@merch/devstack/apt";
-import { KAFKA_VERSION } from "@merch/devstack/kafka";
+import { loadConfig as loadDbConfig, loadMigrateConfig } from "@merch/db-service";
+import { ensureCommand } from "@merch/devstack";
+import { loadConfig as loadGatewayConfig } from "@merch/gateway";
+import { TRACING_ENV } from "@merch/kit";
+import { loadConfig as loadLogConfig } from "@merch/log-service";
+import { KAFKA_VERSION } from "@merch/testkit";
 import { parse as parseYaml } from "yaml";
-import { loadConfig as loadDbConfig } from "../../db-service/src/config.ts";
-import { loadConfig as loadMigrateConfig } from "../../db-service/src/migrate-main.ts";
-import { loadConfig as loadGatewayConfig } from "../../gateway/src/config.ts";
-import { TRACING_ENV } from "../../kit/src/tracing.ts";
-import { loadConfig as loadLogConfig } from "../../log-service/src/config.ts";
 import {
   type ComposeService,
   composeConfig,

@@ -7,14 +7,11 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { join, posix, relative } from "node:path";
 import { describe, test } from "node:test";
-import { SERVICE_NODE_FLAGS } from "@merch/devstack/services";
+import { loadConfig as loadDbConfig, MIGRATIONS_DIR } from "@merch/db-service";
+import { loadConfig as loadGatewayConfig, SPEC_PATH, STOREFRONT_FILES } from "@merch/gateway";
+import { loadConfig as loadLogConfig } from "@merch/log-service";
+import { SERVICE_NODE_FLAGS } from "@merch/testkit";
 import { parse as parseYaml } from "yaml";
-import { loadConfig as loadDbConfig } from "../../db-service/src/config.ts";
-import { MIGRATIONS_DIR } from "../../db-service/src/migrate.ts";
-import { loadConfig as loadGatewayConfig } from "../../gateway/src/config.ts";
-import { SPEC_PATH } from "../../gateway/src/spec.ts";
-import { STOREFRONT_FILES } from "../../gateway/src/storefront.ts";
-import { loadConfig as loadLogConfig } from "../../log-service/src/config.ts";
 import {
   argsOf,
   type ComposeFile,
@@ -127,6 +124,9 @@ describe("Dockerfile", () => {
       "scripts/start.ts",
       "db-service/src/orders.test.ts",
       "db-service/src/migrate.test.ts",
+      "db-service/src/test-support/index.ts",
+      "log-service/src/test-support/index.ts",
+      "testkit/src/postgres.ts",
       "devstack/src/stack.ts",
       "db-init/init-before-migrations.sql",
       "README.md",
@@ -192,7 +192,7 @@ describe("each service image", () => {
         assert.equal(files.get(`/app/${rel}`), rel, `${rel} is loaded by ${name} but not in its image`);
       }
       for (const [path] of files) {
-        assert.doesNotMatch(path, /\.test\.ts$|test-support\.ts$/, `${path} is in the ${name} image`);
+        assert.doesNotMatch(path, /\.test\.ts$|test-support(\.ts$|\/)/, `${path} is in the ${name} image`);
         for (const other of services.filter((s) => s !== name)) {
           assert.ok(!path.startsWith(`/app/${other}/`), `${path}: ${other}'s code is in the ${name} image`);
         }

@@ -15,10 +15,9 @@ import { tmpdir } from "node:os";
 import { dirname, join, posix } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
-import { REPO_ROOT } from "@merch/devstack/paths";
-import { freePort } from "@merch/devstack/ports";
-import { startTestPostgres, type TestPostgres } from "@merch/devstack/postgres";
-import { type Stack, startStack } from "@merch/devstack/stack";
+import { migrate } from "@merch/db-service";
+import { type Stack, startStack } from "@merch/devstack";
+import { freePort, REPO_ROOT, startTestPostgres, type TestPostgres } from "@merch/testkit";
 import postgres from "postgres";
 import {
   argsOf,
@@ -79,7 +78,7 @@ async function healthcheck(
 }
 
 before(async () => {
-  pg = await startTestPostgres();
+  pg = await startTestPostgres({ migrate });
 });
 
 after(async () => {

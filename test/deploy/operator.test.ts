@@ -6,9 +6,8 @@ import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { REPO_ROOT } from "@merch/devstack/paths";
-import { freePort } from "@merch/devstack/ports";
-import { startTestPostgres, type TestPostgres } from "@merch/devstack/postgres";
+import { migrate } from "@merch/db-service";
+import { freePort, REPO_ROOT, startTestPostgres, type TestPostgres } from "@merch/testkit";
 import postgres from "postgres";
 import { read } from "./support.ts";
 
@@ -143,7 +142,7 @@ const migrationTags = (
 ).entries.map((e) => e.tag);
 
 before(async () => {
-  pg = await startTestPostgres();
+  pg = await startTestPostgres({ migrate });
   sql = postgres(pg.url, { max: 2, onnotice: () => {} });
   seeded = await snapshot();
 });
@@ -179,7 +178,7 @@ describe("npm run db:reset", () => {
     assert.match(result.stdout, /would reset postgres:\/\/merch:\*\*\*@127\.0\.0\.1:\d+\/merch \(from DATABASE_URL\)/);
     assert.match(result.stdout, /now: 1 users, 4 products, 1 orders, 1 sessions\n/);
     assert.match(result.stdout, /npm run db:reset -- --yes/);
-    // The test server's password is random (devstack/src/postgres.ts): it shows nowhere.
+    // The test server's password is random (testkit/src/postgres.ts): it shows nowhere.
     assert.ok(!(result.stdout + result.stderr).includes(new URL(pg.url).password), "the password is never printed");
     assert.deepEqual(await snapshot(), before);
   });

@@ -9,8 +9,8 @@ import { tmpdir } from "node:os";
 import { join, posix, relative } from "node:path";
 import { parseEnv, promisify } from "node:util";
 import dockerignorePackage from "@balena/dockerignore";
-import { REPO_ROOT } from "@merch/devstack/paths";
-import { ConfigError } from "@merch/kit/config";
+import { ConfigError } from "@merch/kit";
+import { REPO_ROOT } from "@merch/testkit";
 import { DockerfileParser, type Env, type Instruction, type JSONInstruction } from "dockerfile-ast";
 import { parse as parseYaml } from "yaml";
 
@@ -346,8 +346,12 @@ export function importGraph(entries: string[]): ImportGraph {
       if (spec.startsWith(".")) {
         pending.push(posix.normalize(posix.join(posix.dirname(rel), spec)));
       } else if (spec.startsWith("@merch/")) {
+        // Through the workspace's exports, as Node resolves it.
         const [, pkg, ...sub] = spec.split("/");
-        pending.push(`${pkg}/src/${sub.join("/")}.ts`);
+        const { exports } = JSON.parse(read(`${pkg}/package.json`)) as { exports: Record<string, string> };
+        const target = exports[sub.length === 0 ? "." : `./${sub.join("/")}`];
+        assert(target !== undefined, `${rel} imports ${spec}, which ${pkg}/package.json does not export`);
+        pending.push(posix.join(pkg ?? "", target));
       } else if (!spec.startsWith("node:") && !typeOnly) {
         const name = spec.startsWith("@") ? spec.split("/").slice(0, 2).join("/") : (spec.split("/")[0] ?? "");
         const workspace = rel.split("/")[0] ?? "";

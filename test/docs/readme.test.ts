@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { loadConfig as loadDbConfig } from "../../db-service/src/config.ts";
-import { loadConfig as loadGatewayConfig } from "../../gateway/src/config.ts";
-import { TRACING_ENV } from "../../kit/src/tracing.ts";
-import { loadConfig as loadLogConfig } from "../../log-service/src/config.ts";
+import { loadConfig as loadDbConfig } from "@merch/db-service";
+import { loadConfig as loadGatewayConfig } from "@merch/gateway";
+import { TRACING_ENV } from "@merch/kit";
+import { loadConfig as loadLogConfig } from "@merch/log-service";
 import { configReads, read } from "../deploy/support.ts";
 
 // The configuration tables of README.md and log-service/README.md against what each service

@@ -1,9 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { newProduct, stockOf } from "@merch/devstack/db-fixtures";
-import { freePort } from "@merch/devstack/ports";
-import { runService, type ServiceProcess } from "@merch/devstack/services";
-import { startTestStore, TEST_JWT_SECRET, type TestStore } from "@merch/devstack/store";
+import { newProduct, stockOf } from "@merch/db-service/test-support";
+import { startTestStore, TEST_JWT_SECRET, type TestStore } from "@merch/devstack";
+import { freePort, runService, type ServiceProcess } from "@merch/testkit";
 import { waitForReady } from "./trust-support.ts";
 
 // Product pages across gateway replicas (issue 11.8): two gateway processes on one db-service,

@@ -1,10 +1,9 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
-import { type ApiResponse, client, documentedStatuses, seen } from "@merch/devstack/api";
-import { startTestStore, type TestStore } from "@merch/devstack/store";
+import { type ApiResponse, client, documentedStatuses, seen, startTestStore, type TestStore } from "@merch/devstack";
+import { SPEC_PATH } from "@merch/gateway";
 import postgres from "postgres";
-import { SPEC_PATH } from "../../gateway/src/spec.ts";
 
 // Every row of the contract's route table, driven over HTTP against the three real services.
 

@@ -1,8 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { client } from "@merch/devstack/api";
-import { type ChannelRecord, followLogChannel } from "@merch/devstack/log-channel";
-import { startTestStore, type TestStore } from "@merch/devstack/store";
+import { client, startTestStore, type TestStore } from "@merch/devstack";
+import { type ChannelRecord, followLogChannel } from "@merch/testkit";
 
 // What the gateway tells log-service arrives on Kafka's log-channel: every request, every key
 // operation, and never a secret. A log-service outage costs no request and no event.

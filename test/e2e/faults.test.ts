@@ -1,8 +1,7 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, test } from "node:test";
-import { startTestStore, type TestStore } from "@merch/devstack/store";
-import { type Supervisor, superviseStack } from "@merch/devstack/supervisor";
+import { type Supervisor, startTestStore, superviseStack, type TestStore } from "@merch/devstack";
 import postgres from "postgres";
 
 // Faults under load, against the real processes with durable commits: PostgreSQL killed and

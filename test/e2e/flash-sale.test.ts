@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { request } from "node:http";
 import { after, before, test } from "node:test";
-import { newProduct, stockOf } from "@merch/devstack/db-fixtures";
-import { startTestStore, type TestStore } from "@merch/devstack/store";
+import { newProduct, stockOf } from "@merch/db-service/test-support";
+import { startTestStore, type TestStore } from "@merch/devstack";
 import postgres from "postgres";
 
 // A flash sale (issue 13.5): 1,000 buyers, each on a connection of its own opened beforehand,

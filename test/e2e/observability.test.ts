@@ -1,10 +1,17 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { client } from "@merch/devstack/api";
-import { type ChannelReader, followLogChannel } from "@merch/devstack/log-channel";
-import { checkMetrics, type PrometheusServer, startPrometheus } from "@merch/devstack/prometheus";
-import { startTestStore, type TestStore } from "@merch/devstack/store";
-import { startZipkin, type ZipkinServer, type ZipkinSpan } from "@merch/devstack/zipkin";
+import {
+  checkMetrics,
+  client,
+  type PrometheusServer,
+  startPrometheus,
+  startTestStore,
+  startZipkin,
+  type TestStore,
+  type ZipkinServer,
+  type ZipkinSpan,
+} from "@merch/devstack";
+import { type ChannelReader, followLogChannel } from "@merch/testkit";
 
 // The store seen from the outside, as an operator sees it: one POST /orders as one trace across
 // the three services in a real trace backend (Zipkin, fed over OTLP/HTTP), the trace id in the

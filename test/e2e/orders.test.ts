@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { client } from "@merch/devstack/api";
-import { startTestStore, type TestStore } from "@merch/devstack/store";
+import { client, startTestStore, type TestStore } from "@merch/devstack";
 
 // The order path under load, through REST only: no oversell, stock back once, idempotent retries.
 

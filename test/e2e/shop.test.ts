@@ -5,13 +5,11 @@ import { after, before, test } from "node:test";
 import { promisify } from "node:util";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
-import { client } from "@merch/devstack/api";
-import { REPO_ROOT } from "@merch/devstack/paths";
-import { startTestStore, type TestStore } from "@merch/devstack/store";
+import { client, startTestStore, type TestStore } from "@merch/devstack";
 import { ErrorInfoSchema } from "@merch/gen/google/rpc/error_details_pb";
 import { OrderStatus, ShopService } from "@merch/gen/merch/shop/v1/shop_pb";
-import { reasonOf } from "@merch/kit/errors";
-import { reasonName } from "@merch/kit/reasons";
+import { reasonName, reasonOf } from "@merch/kit";
+import { REPO_ROOT } from "@merch/testkit";
 
 // The public Connect API on the gateway's port, as its three kinds of clients call it: plain curl
 // (Connect JSON), buf curl (gRPC-Web), and a TypeScript client on @connectrpc/connect-web

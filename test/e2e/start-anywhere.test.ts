@@ -4,8 +4,7 @@ import { chmodSync, chownSync, copyFileSync, mkdirSync, mkdtempSync, rmSync } fr
 import { tmpdir, userInfo } from "node:os";
 import { dirname, join } from "node:path";
 import { after, test } from "node:test";
-import { REPO_ROOT } from "@merch/devstack/paths";
-import { freePort } from "@merch/devstack/ports";
+import { freePort, REPO_ROOT } from "@merch/testkit";
 
 // A new user's first `npm start`: from a private home directory (0700, as /root and most fresh
 // servers' homes are), as root, and as an ordinary user. PostgreSQL refuses to run as root, so

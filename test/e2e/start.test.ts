@@ -4,8 +4,7 @@ import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, readlink
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { REPO_ROOT } from "@merch/devstack/paths";
-import { freePort } from "@merch/devstack/ports";
+import { freePort, REPO_ROOT } from "@merch/testkit";
 
 // `npm start` as a user runs it: one command, the whole store on embedded defaults, data kept
 // between runs, processes that die started again, internal ports on loopback only, secrets

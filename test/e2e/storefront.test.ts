@@ -2,12 +2,11 @@ import assert from "node:assert/strict";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { after, before, test } from "node:test";
-import { launchChromium } from "@merch/devstack/chromium";
-import { REPO_ROOT } from "@merch/devstack/paths";
-import { startTestStore, type TestStore } from "@merch/devstack/store";
+import { launchChromium, startTestStore, type TestStore } from "@merch/devstack";
+import { STOREFRONT_CSP } from "@merch/gateway";
+import { REPO_ROOT } from "@merch/testkit";
 import type { Browser, ConsoleMessage, Locator, Page } from "playwright-core";
 import postgres from "postgres";
-import { STOREFRONT_CSP } from "../../gateway/src/storefront.ts";
 
 // The storefront at /shop/ in a real headless Chromium against the real store, driven the way a
 // person (or a screen reader) finds things: by roles, labels and accessible names.

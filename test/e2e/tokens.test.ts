@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { type ApiResponse, client } from "@merch/devstack/api";
-import { startTestStore, TEST_JWT_SECRET, type TestStore } from "@merch/devstack/store";
+import { type ApiResponse, client, startTestStore, TEST_JWT_SECRET, type TestStore } from "@merch/devstack";
 import { SignJWT } from "jose";
 
 // Attacks on the Bearer token, each of which must end in 401 invalid_token with a challenge.

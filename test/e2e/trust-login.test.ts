@@ -3,13 +3,10 @@ import { createHash, randomInt, randomUUID } from "node:crypto";
 import { after, before, describe, test } from "node:test";
 import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { type ApiResponse, client } from "@merch/devstack/api";
-import type { ChannelRecord } from "@merch/devstack/log-channel";
-import { freePort } from "@merch/devstack/ports";
-import { rejectsWith } from "@merch/devstack/rpc-assert";
-import { runService, type ServiceProcess } from "@merch/devstack/services";
-import { startTestStore, TEST_JWT_SECRET, type TestStore } from "@merch/devstack/store";
+import { type ApiResponse, client, startTestStore, TEST_JWT_SECRET, type TestStore } from "@merch/devstack";
 import { ShopService } from "@merch/gen/merch/shop/v1/shop_pb";
+import type { ChannelRecord } from "@merch/testkit";
+import { freePort, rejectsWith, runService, type ServiceProcess } from "@merch/testkit";
 import { exitWithin, waitForLogFile, waitForReady } from "./trust-support.ts";
 
 // Login throttling through the gateway, against the real processes: counted atomically per

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { connect } from "node:net";
 import { join } from "node:path";
-import { type ChannelRecord, readLogFile } from "@merch/devstack/log-channel";
-import type { ServiceProcess } from "@merch/devstack/services";
+import type { ServiceProcess } from "@merch/testkit";
+import { type ChannelRecord, readLogFile } from "@merch/testkit";
 
 // What trust.test.ts and trust-login.test.ts share: calls made the way an attacker or a plain
 // HTTP client makes them, and readers of what the services wrote.

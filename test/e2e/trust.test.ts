@@ -9,17 +9,15 @@ import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
 import { type Client, Code, createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
-import { type ApiResponse, type CallOptions, client } from "@merch/devstack/api";
-import { REPO_ROOT } from "@merch/devstack/paths";
-import { rejectsWith } from "@merch/devstack/rpc-assert";
-import { startTestStore, type TestStore } from "@merch/devstack/store";
+import { type ApiResponse, type CallOptions, client, startTestStore, type TestStore } from "@merch/devstack";
 import { Health, HealthCheckResponse_ServingStatus } from "@merch/gen/grpc/health/v1/health_pb";
 import { ServerReflection } from "@merch/gen/grpc/reflection/v1/reflection_pb";
 import { LogLevel, LogService } from "@merch/gen/merch/log/v1/log_pb";
 import { ShopService } from "@merch/gen/merch/shop/v1/shop_pb";
 import { OrderService } from "@merch/gen/merch/store/v1/order_pb";
 import { UserService } from "@merch/gen/merch/store/v1/user_pb";
-import { GuardedSessionManager } from "@merch/kit/session-manager";
+import { GuardedSessionManager } from "@merch/kit";
+import { REPO_ROOT, rejectsWith } from "@merch/testkit";
 import postgres from "postgres";
 import {
   connectJson,

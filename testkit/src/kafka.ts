@@ -8,14 +8,14 @@ import { type AddressInfo, createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { promisify } from "node:util";
-import { silenceKafkajsTimerWarnings } from "@merch/log-service/kafkajs-warnings";
+import { silenceKafkajsTimerWarnings } from "@merch/kit";
 import { Kafka, logLevel } from "kafkajs";
 import { REPO_ROOT } from "./paths.ts";
 
 // kafkajs arms timers with negative delays; the one harmless warning that causes is filtered.
 silenceKafkajsTimerWarnings();
 
-// Must match <kafka.version> in devstack/kafka/pom.xml (ensureKafkaJars and the test check it).
+// Must match <kafka.version> in testkit/kafka/pom.xml (ensureKafkaJars and the test check it).
 // 4.4.0 is on Maven Central but its kafka-tools-api-4.4.0 dependency is not, so it does not resolve.
 export const KAFKA_VERSION = "4.3.1";
 
@@ -28,7 +28,7 @@ export interface KafkaBroker {
 }
 
 const run = promisify(execFile);
-const pomPath = join(REPO_ROOT, "devstack", "kafka", "pom.xml");
+const pomPath = join(REPO_ROOT, "testkit", "kafka", "pom.xml");
 const READY_TIMEOUT_MS = 60_000;
 const KILL_AFTER_MS = 20_000;
 const SETPRIV = "/usr/bin/setpriv";
@@ -62,7 +62,7 @@ async function fetchJars(versionDir: string): Promise<string> {
       throw new Error(`mvn ${args.join(" ")} failed:\n${output(err)}`);
     });
     if (!(await readdir(join(tmp, "libs"))).includes(`kafka_2.13-${KAFKA_VERSION}.jar`)) {
-      throw new Error(`${pomPath} does not pin Kafka ${KAFKA_VERSION} (KAFKA_VERSION in devstack/src/kafka.ts)`);
+      throw new Error(`${pomPath} does not pin Kafka ${KAFKA_VERSION} (KAFKA_VERSION in testkit/src/kafka.ts)`);
     }
     await writeFile(join(tmp, "complete"), `${new Date().toISOString()}\n`);
     try {

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
-import type { LogRecord } from "@merch/log-service/events";
-import { silenceKafkajsTimerWarnings } from "@merch/log-service/kafkajs-warnings";
+import type { LogRecord } from "@merch/kit";
+import { silenceKafkajsTimerWarnings } from "@merch/kit";
 import { type Consumer, Kafka, logLevel } from "kafkajs";
 
 // kafkajs arms timers with negative delays; the one harmless warning that causes is filtered.

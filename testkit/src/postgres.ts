@@ -16,7 +16,6 @@ import {
 } from "node:fs";
 import { arch, platform, tmpdir, userInfo } from "node:os";
 import { dirname, join, resolve } from "node:path";
-import { migrate } from "@merch/db-service/migrate";
 import postgres from "postgres";
 import { freePort } from "./ports.ts";
 
@@ -26,7 +25,7 @@ const USER = "merch";
 const LEGACY_PASSWORD = "merch-local";
 
 export interface PostgresServer {
-  /** postgres:// URL of the store's database, migrations applied. */
+  /** postgres:// URL of the store's database (migrated when StartOptions.migrate was given). */
   readonly url: string;
   readonly port: number;
   /** Where the cluster really is (see startPostgres: not always where it was asked to be). */
@@ -52,6 +51,8 @@ export interface StartOptions {
   port?: number;
   /** Trade durability for speed (fsync off), for throwaway test clusters. */
   fast?: boolean;
+  /** Brings the store's database up to date once it exists: db-service's migrate, when wanted. */
+  migrate?: (url: string) => Promise<unknown>;
 }
 
 interface Binaries {
@@ -243,7 +244,8 @@ export async function startPostgres(opts: StartOptions): Promise<PostgresServer>
     writeFileSync(passwordFile, `${password}\n`, { mode: 0o600 });
   }
   const base = `postgres://${USER}:${password}@127.0.0.1:${port}`;
-  await ensureDatabase(`${base}/postgres`, `${base}/${DATABASE}`);
+  await ensureDatabase(`${base}/postgres`);
+  await opts.migrate?.(`${base}/${DATABASE}`);
   return {
     url: `${base}/${DATABASE}`,
     port,
@@ -294,8 +296,8 @@ function signalTree(pid: number | undefined, signal: NodeJS.Signals): void {
   }
 }
 
-/** Creates the store's database unless it is there, and brings its schema up to date. */
-async function ensureDatabase(adminUrl: string, url: string): Promise<void> {
+/** Creates the store's database unless it is there. */
+async function ensureDatabase(adminUrl: string): Promise<void> {
   const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
   try {
     const [row] = await admin`SELECT 1 AS ok FROM pg_database WHERE datname = ${DATABASE}`;
@@ -303,12 +305,6 @@ async function ensureDatabase(adminUrl: string, url: string): Promise<void> {
   } finally {
     await admin.end();
   }
-  await applySchema(url);
-}
-
-/** Applies db-service's migrations (the schema and the seed) to the database at `url`. */
-export async function applySchema(url: string): Promise<void> {
-  await migrate(url);
 }
 
 export interface TestPostgres extends PostgresServer {
@@ -317,11 +313,11 @@ export interface TestPostgres extends PostgresServer {
 }
 
 /** A throwaway cluster in a temporary directory: one per test file. */
-export async function startTestPostgres(): Promise<TestPostgres> {
+export async function startTestPostgres(opts: Pick<StartOptions, "migrate"> = {}): Promise<TestPostgres> {
   const dir = mkdtempSync(join(tmpdir(), "merch-pg-"));
   // mkdtemp makes the directory private to root; the postgres user must be able to enter it.
   chmodSync(dir, 0o755);
-  const server = await startPostgres({ dataDir: join(dir, "data"), fast: true });
+  const server = await startPostgres({ ...opts, dataDir: join(dir, "data"), fast: true });
   return {
     ...server,
     async destroy() {

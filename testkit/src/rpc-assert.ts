@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { reasonOf, violationsOf } from "@merch/kit/errors";
-import { reasonName } from "@merch/kit/reasons";
+import { reasonName, reasonOf, violationsOf } from "@merch/kit";
 
 /** Awaits a call that must fail with this code and reason; returns the error for more checks. */
 export async function rejectsWith(call: Promise<unknown>, code: Code, reason: string): Promise<ConnectError> {

@@ -1,5 +1,5 @@
 import postgres from "postgres";
-import type { StoreClients } from "./db-stack.ts";
+import type { StoreClients } from "./index.ts";
 
 let counter = 0;
 

@@ -1,14 +1,19 @@
 import { type Client, createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
-import { type DbService, startDbService } from "@merch/db-service/app";
-import { loadConfig } from "@merch/db-service/config";
 import { OrderService } from "@merch/gen/merch/store/v1/order_pb";
 import { ProductService } from "@merch/gen/merch/store/v1/product_pb";
 import { UserService } from "@merch/gen/merch/store/v1/user_pb";
-import { createLogger } from "@merch/kit/logger";
-import { sendServiceCredential } from "@merch/kit/service-credential";
-import { GuardedSessionManager } from "@merch/kit/session-manager";
-import { startTestPostgres, type TestPostgres } from "./postgres.ts";
+import { createLogger, GuardedSessionManager, sendServiceCredential } from "@merch/kit";
+import { startTestPostgres, type TestPostgres } from "@merch/testkit";
+import { type DbService, startDbService } from "../app.ts";
+import { loadConfig } from "../config.ts";
+import { migrate } from "../migrate.ts";
+
+// db-service's test harness: a real PostgreSQL 17 with db-init's migrations, a real db-service in
+// this process, and fixtures. Only tests import it (never in an image); the end-to-end tests use
+// its product fixtures too.
+
+export { FIXTURE_PASSWORD, newProduct, newUser, type SignedIn, sessionOf, signIn, stockOf } from "./fixtures.ts";
 
 export interface StoreClients {
   products: Client<typeof ProductService>;
@@ -32,9 +37,14 @@ export interface DbStack {
   stop(): Promise<void>;
 }
 
+/** A throwaway PostgreSQL 17 (one per test file) with db-init's migrations applied. */
+export function startMigratedPostgres(): Promise<TestPostgres> {
+  return startTestPostgres({ migrate });
+}
+
 /** A real PostgreSQL 17 and a real db-service on free ports. */
 export async function startDbStack(env: Record<string, string> = {}): Promise<DbStack> {
-  const pg = await startTestPostgres();
+  const pg = await startMigratedPostgres();
   const service = await startDbService(
     loadConfig({
       DATABASE_URL: pg.url,

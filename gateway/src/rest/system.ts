@@ -1,4 +1,4 @@
-import { ErrorReason } from "@merch/kit/reasons";
+import { ErrorReason } from "@merch/kit";
 import type { Handlers, RestContext } from "../context.ts";
 import { problem, sendProblem } from "../problems.ts";
 

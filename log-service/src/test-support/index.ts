@@ -1,5 +1,5 @@
-// For the log-service tests and benchmarks: a real log-service (in-process or as a child
-// process), its clients, and events to send it.
+// log-service's test harness, for its tests and the log benchmark: a real log-service (in-process
+// or as a child process), its clients, and events to send it. Never in an image.
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdtempSync } from "node:fs";
@@ -18,14 +18,10 @@ import {
   type StreamLogsRequest,
   StreamLogsRequestSchema,
 } from "@merch/gen/merch/log/v1/log_pb";
-import { createLogger } from "@merch/kit/logger";
-import { sendServiceCredential } from "@merch/kit/service-credential";
-import { GuardedSessionManager } from "@merch/kit/session-manager";
-import { type LogServiceHandle, startLogService } from "@merch/log-service/app";
-import { loadConfig } from "@merch/log-service/config";
-import { silenceKafkajsTimerWarnings } from "@merch/log-service/kafkajs-warnings";
-import type { ChannelRecord } from "./log-channel.ts";
-import { REPO_ROOT } from "./paths.ts";
+import { createLogger, GuardedSessionManager, sendServiceCredential, silenceKafkajsTimerWarnings } from "@merch/kit";
+import { type ChannelRecord, REPO_ROOT } from "@merch/testkit";
+import { type LogServiceHandle, startLogService } from "../app.ts";
+import { loadConfig } from "../config.ts";
 
 silenceKafkajsTimerWarnings();
 

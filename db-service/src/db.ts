@@ -1,6 +1,6 @@
 import { ConnectError } from "@connectrpc/connect";
 import type { Logger } from "@merch/kit";
-import { ErrorReason, inSpan, rpcError } from "@merch/kit";
+import { ErrorReason, inSpan, raceAbort, rpcError } from "@merch/kit";
 import { drizzle, type PostgresJsDatabase } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
 import type { DbServiceConfig } from "./config.ts";
@@ -155,7 +155,7 @@ export function openDatabase(config: PoolConfig, logger: Logger, metrics?: DbMet
       metrics?.connectionsUsed.inc({ state: "used" });
       try {
         return await inSpan(`db ${name}`, { "db.system.name": "postgresql", "db.operation.name": name }, () =>
-          whileUp(work(db), down.signal, databaseUnavailable),
+          raceAbort(work(db), down.signal, databaseUnavailable),
         );
       } finally {
         metrics?.connectionsUsed.dec({ state: "used" });
@@ -174,34 +174,6 @@ export function openDatabase(config: PoolConfig, logger: Logger, metrics?: DbMet
       await Promise.all([sql.end({ timeout: 5 }), pinger?.end({ timeout: 1 })]);
     },
   };
-}
-
-/**
- * Settles with the work, or rejects with `refusal()` as soon as `signal` aborts: a frozen server
- * never answers, and a caller must not wait for it. The work is left to fail on its own.
- */
-export function whileUp<T>(work: Promise<T>, signal: AbortSignal, refusal: () => Error): Promise<T> {
-  if (signal.aborted) {
-    work.catch(() => {});
-    return Promise.reject(refusal());
-  }
-  return new Promise<T>((resolve, reject) => {
-    const onDown = () => {
-      work.catch(() => {});
-      reject(refusal());
-    };
-    signal.addEventListener("abort", onDown, { once: true });
-    work.then(
-      (v) => {
-        signal.removeEventListener("abort", onDown);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener("abort", onDown);
-        reject(e);
-      },
-    );
-  });
 }
 
 // postgres.js error codes and SQLSTATEs that mean "the database cannot be reached right now".

@@ -1,8 +1,8 @@
-import { ErrorReason, endSpan, rpcError, type Span, tracer } from "@merch/kit";
+import { ErrorReason, endSpan, raceAbort, rpcError, type Span, tracer } from "@merch/kit";
 import { sql } from "drizzle-orm";
 import type { PgDatabase } from "drizzle-orm/pg-core";
 import type { PostgresJsQueryResultHKT } from "drizzle-orm/postgres-js";
-import { type Database, databaseUnavailable, isServerAnswer, whileUp } from "./db.ts";
+import { type Database, databaseUnavailable, isServerAnswer } from "./db.ts";
 import type { DbMetrics } from "./metrics.ts";
 import type * as schema from "./schema.ts";
 
@@ -178,7 +178,7 @@ export class WriteBatcher {
         if (gone || down.aborted) throw new CallerGone();
         committing = true;
       });
-      await whileUp(transaction, down, () => new DatabaseDown());
+      await raceAbort(transaction, down, () => new DatabaseDown());
     } catch (err) {
       if (err instanceof DatabaseDown) {
         // Before COMMIT the server rolls the transaction back when it sees the connection close;

@@ -11,7 +11,7 @@ import {
   type StreamLogsRequestSchema,
 } from "@merch/gen/merch/log/v1/log_pb";
 import type { Logger } from "@merch/kit";
-import { activeIds } from "@merch/kit";
+import { activeIds, raceAbort } from "@merch/kit";
 
 export type Level = "debug" | "info" | "warn" | "error";
 
@@ -211,7 +211,11 @@ export class EventLog {
       let res: Awaited<ReturnType<Client<typeof LogService>["streamLogs"]>> | undefined;
       let failure: unknown;
       try {
-        res = await abandonable(this.#client.streamLogs(this.#feed(flight), { signal }), signal);
+        res = await raceAbort(
+          this.#client.streamLogs(this.#feed(flight), { signal }),
+          signal,
+          () => signal.reason ?? new Error("aborted"),
+        );
       } catch (err) {
         failure = err;
       } finally {
@@ -273,23 +277,4 @@ export class EventLog {
 /** Waits ms, or less when the signal aborts; unlike #sleep, new events do not cut it short. */
 function delay(ms: number, signal: AbortSignal): Promise<void> {
   return wait(ms, undefined, { signal }).catch(() => {});
-}
-
-/** Settles with the call, or rejects as soon as the signal aborts, whichever comes first. */
-function abandonable<T>(call: Promise<T>, signal: AbortSignal): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason ?? new Error("aborted"));
-    if (signal.aborted) return onAbort();
-    signal.addEventListener("abort", onAbort, { once: true });
-    call.then(
-      (v) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(e);
-      },
-    );
-  });
 }

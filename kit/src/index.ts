@@ -20,6 +20,7 @@ export type { LevelName, LogRecord } from "./log-record.ts";
 export { createLogger, type Logger } from "./logger.ts";
 export { runMain } from "./main.ts";
 export { Counter, Gauge, Histogram, observeServer, SECONDS_BUCKETS, ServiceMetrics, traceClient } from "./metrics.ts";
+export { raceAbort } from "./race.ts";
 export {
   ANSWERS,
   type Answer,

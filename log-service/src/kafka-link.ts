@@ -1,4 +1,4 @@
-import type { Logger } from "@merch/kit";
+import { type Logger, raceAbort } from "@merch/kit";
 import { Kafka, type logCreator, logLevel, Partitioners, type Producer, type RetryOptions } from "kafkajs";
 import type { OutRecord } from "./events.ts";
 
@@ -54,7 +54,7 @@ export class KafkaLink {
     const started = performance.now();
     try {
       const producer = await pending;
-      await withDeadline(
+      await raceAbort(
         producer.send({
           topic: this.#opts.topic,
           acks: -1,
@@ -62,7 +62,7 @@ export class KafkaLink {
           messages: records.map((r) => ({ key: r.key, value: r.value })),
         }),
         SEND_DEADLINE_MS,
-        "Kafka send",
+        () => tookTooLong("Kafka send"),
       );
       this.#opts.onSend?.((performance.now() - started) / 1000, false);
     } catch (err) {
@@ -82,13 +82,13 @@ export class KafkaLink {
     const admin = this.#kafka.admin({ retry: { retries: 0 } });
     try {
       await pending;
-      await withDeadline(
+      await raceAbort(
         (async () => {
           await admin.connect();
           await admin.describeCluster();
         })(),
         SEND_DEADLINE_MS,
-        "Kafka probe",
+        () => tookTooLong("Kafka probe"),
       );
     } catch (err) {
       // Its connections are as dead as the probe's; the next attempt starts afresh.
@@ -117,7 +117,7 @@ export class KafkaLink {
         retry: RETRY,
       });
       try {
-        await withDeadline(producer.connect(), SEND_DEADLINE_MS, "Kafka connect");
+        await raceAbort(producer.connect(), SEND_DEADLINE_MS, () => tookTooLong("Kafka connect"));
       } catch (err) {
         await producer.disconnect().catch(() => {});
         throw err;
@@ -141,7 +141,7 @@ export class KafkaLink {
       const { topic, partitions, replicationFactor, logger } = this.#opts;
       const admin = this.#kafka.admin({ retry: { retries: 1 } });
       try {
-        const created = await withDeadline(
+        const created = await raceAbort(
           (async () => {
             await admin.connect();
             return admin.createTopics({
@@ -150,7 +150,7 @@ export class KafkaLink {
             });
           })(),
           SEND_DEADLINE_MS,
-          "Kafka topic creation",
+          () => tookTooLong("Kafka topic creation"),
         );
         if (created) logger.info({ topic, partitions, replicationFactor }, "created topic");
       } finally {
@@ -173,12 +173,9 @@ async function disconnect(pending: Promise<Producer>): Promise<void> {
   }
 }
 
-function withDeadline<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
-  });
-  return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
+/** What a Kafka call that outlived SEND_DEADLINE_MS fails with. */
+function tookTooLong(what: string): Error {
+  return new Error(`${what} took longer than ${SEND_DEADLINE_MS} ms`);
 }
 
 /** kafkajs logs every retry of an outage; they go to debug, and log-service reports the outage itself. */

@@ -1,5 +1,5 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import type { ServiceImpl } from "@connectrpc/connect";
 import type {
   LogEvent,
   LogService,
@@ -14,6 +14,7 @@ import {
   type FieldViolation,
   invalidArgument,
   isExporting,
+  raceAbort,
   rpcError,
   type Span,
   SpanKind,
@@ -72,31 +73,32 @@ export function logRpc(sink: Sink, counters: Counters): ServiceImpl<typeof LogSe
       };
 
       const it = requests[Symbol.asyncIterator]();
-      const aborted = abortOf(ctx);
       let reading: Promise<IteratorResult<StreamLogsRequest>> | undefined;
-      try {
-        for (;;) {
-          reading ??= it.next();
-          // Also woken when the oldest batch settles, so that an idle stream still learns at
-          // once that nothing more can be accepted.
-          const oldest = inFlight[0]?.durable.then((): typeof SETTLED => SETTLED);
-          const next = await Promise.race(oldest ? [reading, aborted.promise, oldest] : [reading, aborted.promise]);
-          if (next === ABORTED) break;
-          if (next !== SETTLED) {
-            reading = undefined;
-            if (next.done) break;
-            const item = admit(next.value, sink, cursor);
-            inFlight.push(item);
-            inFlightBytes += item.bytes;
-          }
-          while (inFlight[0]?.settled || (inFlight.length > 0 && inFlightBytes > STREAM_WINDOW_BYTES)) {
-            await settleOldest();
-          }
-          // Nothing more can be accepted on this stream: answer now, so the client resends soon.
-          if (cursor.stopped) break;
+      for (;;) {
+        reading ??= it.next();
+        // Also woken when the oldest batch settles, so that an idle stream still learns at
+        // once that nothing more can be accepted.
+        const oldest = inFlight[0]?.durable.then((): typeof SETTLED => SETTLED);
+        let next: IteratorResult<StreamLogsRequest> | typeof SETTLED;
+        try {
+          next = await raceAbort(oldest ? Promise.race([reading, oldest]) : reading, ctx.signal, () => ABORTED);
+        } catch (err) {
+          // Aborted (shutdown, client gone, deadline): answer with what was taken so far.
+          if (err === ABORTED) break;
+          throw err;
         }
-      } finally {
-        aborted.dispose();
+        if (next !== SETTLED) {
+          reading = undefined;
+          if (next.done) break;
+          const item = admit(next.value, sink, cursor);
+          inFlight.push(item);
+          inFlightBytes += item.bytes;
+        }
+        while (inFlight[0]?.settled || (inFlight.length > 0 && inFlightBytes > STREAM_WINDOW_BYTES)) {
+          await settleOldest();
+        }
+        // Nothing more can be accepted on this stream: answer now, so the client resends soon.
+        if (cursor.stopped) break;
       }
       while (inFlight.length > 0) await settleOldest();
       return tally.response();
@@ -212,15 +214,4 @@ class StreamTally {
   response(): StreamLogsResponse {
     return { accepted: BigInt(this.#accepted), rejected: BigInt(this.#rejected), rejections: this.#rejections };
   }
-}
-
-/** A promise that resolves when the call is aborted (shutdown, client gone, deadline). */
-function abortOf(ctx: HandlerContext): { promise: Promise<typeof ABORTED>; dispose(): void } {
-  let onAbort = () => {};
-  const promise = new Promise<typeof ABORTED>((resolve) => {
-    onAbort = () => resolve(ABORTED);
-    if (ctx.signal.aborted) resolve(ABORTED);
-    else ctx.signal.addEventListener("abort", onAbort, { once: true });
-  });
-  return { promise, dispose: () => ctx.signal.removeEventListener("abort", onAbort) };
 }

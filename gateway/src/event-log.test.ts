@@ -113,11 +113,19 @@ test("attributes that look like secrets never leave the gateway", async (t) => {
     level: "info",
     event: run,
     message: "m",
-    attributes: { password: "hunter2hunter2", access_token: "abc.def.ghi", Authorization: "Bearer x", order_id: "7" },
+    attributes: {
+      password: "hunter2hunter2",
+      access_token: "abc.def.ghi",
+      Authorization: "Bearer x",
+      apikey: "k3y-apikey",
+      "api-key": "k3y-dash",
+      passphrase: "k3y-phrase",
+      order_id: "7",
+    },
   });
   await until(() => published().some((e) => e.event === run), "the event");
   await log.close(5000);
   const line = JSON.stringify(published().find((e) => e.event === run));
-  assert.ok(!/hunter2|abc\.def|Bearer/.test(line), line);
+  assert.ok(!/hunter2|abc\.def|Bearer|k3y-/.test(line), line);
   assert.match(line, /"order_id":"7"/);
 });

@@ -11,7 +11,7 @@ import {
   type StreamLogsRequestSchema,
 } from "@merch/gen/merch/log/v1/log_pb";
 import type { Logger } from "@merch/kit";
-import { activeIds, raceAbort } from "@merch/kit";
+import { activeIds, isSecretName, raceAbort } from "@merch/kit";
 
 export type Level = "debug" | "info" | "warn" | "error";
 
@@ -41,10 +41,6 @@ const LEVELS: Record<Level, LogLevel> = {
   warn: LogLevel.WARN,
   error: LogLevel.ERROR,
 };
-// The same keys log-service refuses, and a few more: an event with one would be rejected whole.
-// Not "hash" on its own: the audit's login_hash is a keyed hash made to be logged (a password
-// hash is caught by "pass").
-const SECRET_KEY = /pass|secret|token|authorization|cookie|api_key|credential/i;
 const BATCH = 500;
 
 export interface EventLogOptions {
@@ -128,7 +124,7 @@ export class EventLog {
     }
     // Most events (one per request) carry no attributes: nothing to filter then.
     const attributes = input.attributes
-      ? Object.fromEntries(Object.entries(input.attributes).filter(([key]) => !SECRET_KEY.test(key)))
+      ? Object.fromEntries(Object.entries(input.attributes).filter(([key]) => !isSecretName(key)))
       : {};
     const ids = activeIds();
     const init: MessageInitShape<typeof LogEventSchema> = {

@@ -32,6 +32,7 @@ export {
   reasonName,
 } from "./reasons.ts";
 export { registerReflection } from "./reflection.ts";
+export { isSecretName, SECRET_NAME_PARTS } from "./secret-names.ts";
 export { type RpcServer, type RpcServerOptions, startRpcServer } from "./serve.ts";
 export {
   CREDENTIAL_HEADER,

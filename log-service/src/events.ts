@@ -1,6 +1,6 @@
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { type LogEvent, LogLevel } from "@merch/gen/merch/log/v1/log_pb";
-import type { FieldViolation, LevelName, LogRecord } from "@merch/kit";
+import { type FieldViolation, isSecretName, type LevelName, type LogRecord } from "@merch/kit";
 
 /** A record ready for a sink: the Kafka key and the JSON text. */
 export interface OutRecord {
@@ -36,9 +36,6 @@ const MAX_USER_ID = 2_147_483_647;
 const VISIBLE_ASCII = /^[\x21-\x7e]+$/;
 // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what this finds
 const CONTROL = /[\x00-\x1f\x7f]/;
-// A last line of defence for the contract's "no secret ever appears in a log event": an attribute
-// named like one is refused, so the emitting code gets told instead of leaking it.
-const SECRET_NAME = /password|passwd|secret|token|authorization|cookie|api[-_]?key|credential/i;
 // google.protobuf.Timestamp's range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
 const MIN_SECONDS = -62_135_596_800n;
 const MAX_SECONDS = 253_402_300_799n;
@@ -93,7 +90,8 @@ export function validateEvent(e: LogEvent, path: string): FieldViolation[] {
     const field = `attributes[${JSON.stringify(key)}]`;
     if (key === "" || key.length > MAX_ATTRIBUTE_KEY || CONTROL.test(key)) {
       fail(field, `key must be 1 to ${MAX_ATTRIBUTE_KEY} characters without control characters`);
-    } else if (SECRET_NAME.test(key)) {
+    } else if (isSecretName(key)) {
+      // A last line of defence: the emitting code gets told instead of leaking it.
       fail(field, "looks like a secret; passwords, tokens and keys must never be logged");
     } else if (value.length > MAX_ATTRIBUTE_VALUE) {
       fail(field, `value must be at most ${MAX_ATTRIBUTE_VALUE} characters`);

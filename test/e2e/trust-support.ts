@@ -112,7 +112,7 @@ export function parseRaw(raw: string): { status: number; headers: Map<string, st
 }
 
 /** log-service's file sink of a store run without Kafka. */
-export function logFileOf(dataDir: string): string {
+function logFileOf(dataDir: string): string {
   return join(dataDir, "log-channel.jsonl");
 }
 

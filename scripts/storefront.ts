@@ -15,7 +15,7 @@ import { REPO_ROOT } from "@merch/testkit";
 import { type BuildOptions, build, type Plugin } from "esbuild";
 
 const STOREFRONT = join(REPO_ROOT, "gateway", "storefront");
-export const BUNDLE = join(STOREFRONT, "dist", "shop.js");
+const BUNDLE = join(STOREFRONT, "dist", "shop.js");
 
 /**
  * shop.proto imports buf/validate/validate.proto for its field rules, which only the gateway

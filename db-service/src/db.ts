@@ -221,7 +221,7 @@ export function isServerAnswer(err: unknown): boolean {
 }
 
 /** True when the error means the database is unreachable, not that it refused something. */
-export function isUnreachable(err: unknown): boolean {
+function isUnreachable(err: unknown): boolean {
   const cause = err instanceof Error && err.cause !== undefined ? err.cause : err;
   const code = codeOf(cause) ?? codeOf(err);
   return code !== undefined && (UNREACHABLE.has(code) || code.startsWith("08"));

@@ -6,7 +6,7 @@ import { hash, verify } from "@node-rs/argon2";
 // costs an attacker as much as the 19 MiB / 2 passes one, and keeps db-service's memory low
 // while logins run (see bench/results.md). @node-rs/argon2 uses argon2id by default; hashes
 // made with other parameters still verify, since each hash carries its own.
-export const ARGON2_PARAMS = { memoryCost: 9216, timeCost: 4, parallelism: 1 } as const;
+const ARGON2_PARAMS = { memoryCost: 9216, timeCost: 4, parallelism: 1 } as const;
 
 /**
  * Each hash holds its 9 MiB while it runs. Running more at once than there are cores buys no

@@ -7,7 +7,7 @@ import { sessions, users } from "./schema.ts";
 import type { Tx } from "./write-batcher.ts";
 
 /** A session lives as long as the token that carries it (24 hours). */
-export const SESSION_LIFETIME_S = 24 * 60 * 60;
+const SESSION_LIFETIME_S = 24 * 60 * 60;
 
 export const sessionEnded = () =>
   rpcError(ErrorReason.INVALID_TOKEN, "the session has ended (logged out, password changed or account deactivated)");

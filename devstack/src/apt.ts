@@ -24,7 +24,7 @@ export function ensureCommand(command: string, debianPackage: string): Promise<s
   return result;
 }
 
-export async function findCommand(command: string): Promise<string | undefined> {
+async function findCommand(command: string): Promise<string | undefined> {
   const dirs = [...(process.env.PATH ?? "").split(delimiter).filter(Boolean), ...SYSTEM_DIRS];
   for (const dir of new Set(dirs)) {
     const candidate = join(dir, command);

@@ -7,7 +7,7 @@ const LAUNCH_TIMEOUT_MS = 60_000;
 
 // Beyond headless in a container as root (no sandbox, no GPU), these stop Chromium reaching out
 // to Google's services, which are unreachable here and would only add noise and delays.
-export const CHROMIUM_ARGS = [
+const CHROMIUM_ARGS = [
   "--headless",
   "--no-sandbox",
   "--disable-gpu",

@@ -5,7 +5,7 @@ export { type ApiResponse, type CallOptions, client, documentedStatuses, seen } 
 export { ensureCommand } from "./apt.ts";
 export { launchChromium } from "./chromium.ts";
 export { checkMetrics, type PrometheusServer, startPrometheus } from "./prometheus.ts";
-export { type Stack, type StackOptions, startStack, waitUntilReady } from "./stack.ts";
+export { type Stack, type StackOptions, startStack } from "./stack.ts";
 export { startTestStore, TEST_JWT_SECRET, type TestStore } from "./store.ts";
 export { type Supervisor, superviseStack } from "./supervisor.ts";
 export { startZipkin, type ZipkinServer, type ZipkinSpan } from "./zipkin.ts";

@@ -110,7 +110,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
 }
 
 /** Polls the gateway's /readyz until db-service and log-service both answer. */
-export async function waitUntilReady(stack: Stack, timeoutMs = 60_000): Promise<void> {
+async function waitUntilReady(stack: Stack, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = "";
   while (Date.now() < deadline) {

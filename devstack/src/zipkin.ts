@@ -55,7 +55,7 @@ export interface ZipkinServer {
 const fetches = new Map<string, Promise<string>>();
 
 /** Path of the Zipkin server jar, fetched by Maven into .cache/zipkin on first use. */
-export function ensureZipkinJar(opts: { cacheDir?: string } = {}): Promise<string> {
+function ensureZipkinJar(opts: { cacheDir?: string } = {}): Promise<string> {
   const cacheDir = resolve(opts.cacheDir ?? process.env.ZIPKIN_CACHE_DIR ?? join(repoRoot, ".cache", "zipkin"));
   const versionDir = join(cacheDir, `zipkin-${ZIPKIN_VERSION}`);
   let pending = fetches.get(versionDir);

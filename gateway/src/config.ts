@@ -47,7 +47,7 @@ export interface GatewayConfig {
   shutdownGraceMs: number;
 }
 
-export const MIN_SECRET_BYTES = 32;
+const MIN_SECRET_BYTES = 32;
 
 /**
  * TRUST_PROXY in Fastify's own forms: a hop count, or proxy addresses and CIDRs. Never "trust

@@ -45,7 +45,7 @@ const TITLES: Record<number, string> = {
   504: "Gateway Timeout",
 };
 
-export const REALM = 'Bearer realm="sustech-merch-store"';
+const REALM = 'Bearer realm="sustech-merch-store"';
 
 /** The REST names of fields whose protobuf names differ. */
 const REST_FIELD: Record<string, string> = {
@@ -62,7 +62,7 @@ export function problem(reason: Reason, detail: string, extra: Partial<Problem> 
 }
 
 /** The answer to a refusal, with the headers its status calls for. */
-export function answerFor(err: ConnectError): Answer {
+function answerFor(err: ConnectError): Answer {
   const reason = reasonOf(err) ?? ErrorReason.INTERNAL;
   const headers: Record<string, string> = {};
   const p = problem(reason, err.rawMessage);

@@ -1,5 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { ANSWERS, ErrorReason, REASON_OF_CODE, type Reason, reasonOf, rpcError } from "@merch/kit";
+import { ErrorReason, REASON_OF_CODE, type Reason, reasonOf, rpcError } from "@merch/kit";
 
 // What a client is told when a call to db-service or log-service failed: always one of the
 // store's public reasons (kit/src/reasons.ts), with what the internal service said kept when it
@@ -45,9 +45,4 @@ export function publicError(err: unknown, write: boolean): ConnectError {
   const mapped: Reason =
     write && sent && ce.code !== Code.InvalidArgument ? ErrorReason.OUTCOME_UNKNOWN : REASON_OF_CODE[ce.code];
   return rpcError(mapped, MESSAGES[mapped] ?? "internal error");
-}
-
-/** Whether the reason's public answer is a server fault (5xx), worth an error log line. */
-export function isServerFault(reason: Reason): boolean {
-  return ANSWERS[reason].status >= 500;
 }

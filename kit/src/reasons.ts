@@ -102,8 +102,3 @@ export function reasonName(reason: Reason): string {
 export function reasonByName(name: string): Reason | undefined {
   return BY_NAME.get(name);
 }
-
-/** The codes the public APIs answer with: every reason not marked internal. */
-export function publicReasonNames(): string[] {
-  return [...BY_NAME].filter(([, reason]) => !ANSWERS[reason].internal).map(([name]) => name);
-}

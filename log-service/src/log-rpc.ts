@@ -34,7 +34,7 @@ const MAX_REPORTED_REJECTIONS = 100;
  */
 const STREAM_WINDOW_BYTES = 8 * 1024 * 1024;
 /** Events per WriteLogs call. */
-export const MAX_WRITE_EVENTS = 1000;
+const MAX_WRITE_EVENTS = 1000;
 
 type Rejection = MessageInitShape<typeof RejectionSchema>;
 type StreamLogsResponse = MessageInitShape<typeof StreamLogsResponseSchema>;

@@ -32,7 +32,7 @@ export interface Writer {
  */
 export const BATCH_MAX_RECORDS = 5000;
 export const BATCH_MAX_BYTES = 512 * 1024;
-export const LINGER_MS = 2;
+const LINGER_MS = 2;
 
 /** Where accepted records go: every client's records through one BatchQueue into one Writer. */
 export class Sink {

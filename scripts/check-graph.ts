@@ -1,7 +1,8 @@
 // `npm run check:graph`: the workspaces' import graph, built from every TypeScript source
 // (tests included), must run one way: each package imports only packages of a lower layer,
 // declares each one it imports, and never reaches into another workspace by a relative path; a
-// service's production code never imports testkit (its tests may). Each package exports a small
+// service's production code never imports testkit (its tests may); no module imports itself back
+// through others, type imports included. Each package exports a small
 // public face, no "./*". The picture of the graph, docs/workspace-graph.md, must be what the
 // sources give: `npm run check:graph -- --write` draws it again.
 import { execFileSync } from "node:child_process";
@@ -67,6 +68,8 @@ interface Edge {
   exception: boolean;
 }
 const edges = new Map<string, Edge>();
+/** Each file's relative imports, for the module cycles within a workspace. */
+const fileImports = new Map<string, string[]>();
 const seenExceptions = new Set<(typeof EXCEPTIONS)[number]>();
 
 const files = execFileSync("git", ["ls-files", "--cached", "--others", "--exclude-standard", "*.ts"], {
@@ -84,6 +87,7 @@ for (const file of files) {
     let to: string | undefined;
     if (spec.startsWith(".")) {
       const target = normalize(join(dirname(file), spec));
+      fileImports.set(file, [...(fileImports.get(file) ?? []), target]);
       to = nodeOf(target);
       const samePackage = to === from || (to !== undefined && ROOT_GROUPS.has(to) && ROOT_GROUPS.has(from));
       if (!samePackage) problems.push(`${file}: imports ${spec}, a relative path into ${to ?? "no workspace"}`);
@@ -123,6 +127,8 @@ for (const e of EXCEPTIONS) {
   if (!seenExceptions.has(e)) problems.push(`${e.file} no longer imports ${e.imports}: remove it from EXCEPTIONS`);
 }
 for (const cycle of cycles([...edges.values()])) problems.push(`cycle between workspaces: ${cycle.join(" → ")}`);
+const moduleEdges = [...fileImports].flatMap(([from, tos]) => tos.map((to) => ({ from, to })));
+for (const cycle of cycles(moduleEdges)) problems.push(`cycle between modules: ${cycle.join(" → ")}`);
 
 const picture = draw([...edges.values()]);
 if (values.write) {
@@ -142,9 +148,11 @@ console.log(
 );
 
 /** Each elementary cycle found by a depth-first walk, as the nodes it passes. */
-function cycles(all: Edge[]): string[][] {
+function cycles(all: readonly { from: string; to: string }[]): string[][] {
   const out: string[][] = [];
-  const next = (n: string) => all.filter((e) => e.from === n).map((e) => e.to);
+  const byFrom = new Map<string, string[]>();
+  for (const e of all) byFrom.set(e.from, [...(byFrom.get(e.from) ?? []), e.to]);
+  const next = (n: string) => byFrom.get(n) ?? [];
   const walk = (node: string, path: string[]) => {
     for (const to of next(node)) {
       const at = path.indexOf(to);

@@ -1,5 +1,5 @@
+import type { Counters } from "./counters.ts";
 import type { OutRecord } from "./events.ts";
-import type { Counters } from "./metrics.ts";
 
 /**
  * One client's place in the queue. Once one of its records could not be made durable, none of

@@ -1,8 +1,8 @@
 import { type FileHandle, mkdir, open } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "@merch/kit";
+import type { Counters } from "./counters.ts";
 import type { OutRecord } from "./events.ts";
-import type { Counters } from "./metrics.ts";
 import type { SinkStatus, Writer } from "./sink.ts";
 
 export const CHANNEL_FILE = "log-channel.jsonl";

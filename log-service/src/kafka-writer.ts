@@ -1,8 +1,8 @@
 import { join } from "node:path";
 import type { Logger } from "@merch/kit";
+import type { Counters } from "./counters.ts";
 import type { OutRecord } from "./events.ts";
 import { KafkaLink, type KafkaLinkOptions } from "./kafka-link.ts";
-import type { Counters } from "./metrics.ts";
 import { BATCH_MAX_BYTES, BATCH_MAX_RECORDS, type SinkStatus, type Writer } from "./sink.ts";
 import { Spool } from "./spool.ts";
 

@@ -21,8 +21,8 @@ import {
   tracer,
 } from "@merch/kit";
 import type { Cursor } from "./batch-queue.ts";
+import type { Counters } from "./counters.ts";
 import { encodeEvent, type OutRecord } from "./events.ts";
-import type { Counters } from "./metrics.ts";
 import type { Sink } from "./sink.ts";
 
 /** Rejections a StreamLogs response lists; the count covers all of them. */

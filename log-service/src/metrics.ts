@@ -1,19 +1,6 @@
 import { Counter, Histogram, SECONDS_BUCKETS, ServiceMetrics } from "@merch/kit";
+import { Counters } from "./counters.ts";
 import type { SinkStatus } from "./sink.ts";
-
-/** Event counters since start-up; every event that arrives ends up in exactly one outcome counter. */
-export class Counters {
-  /** Valid events made durable (on Kafka, in the spool, or in the file). */
-  accepted = 0;
-  /** Invalid events refused. */
-  rejected = 0;
-  /** Valid events refused because no durable place had room; their client was told they were not accepted. */
-  dropped = 0;
-  /** Records acknowledged by Kafka or written to the file, including spool replays. */
-  published = 0;
-  /** Records written to the spool while Kafka was unreachable. */
-  spooled = 0;
-}
 
 /**
  * log-service's metrics: the RPCs (kit), the event counters (kept as plain numbers on the hot

@@ -1,6 +1,6 @@
 import { BatchQueue, type Cursor } from "./batch-queue.ts";
+import type { Counters } from "./counters.ts";
 import type { OutRecord } from "./events.ts";
-import type { Counters } from "./metrics.ts";
 
 /** What /status, /metrics and health report of where records go. */
 export interface SinkStatus {

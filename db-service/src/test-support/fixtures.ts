@@ -1,5 +1,15 @@
+import type { Client } from "@connectrpc/connect";
+import type { OrderService } from "@merch/gen/merch/store/v1/order_pb";
+import type { ProductService } from "@merch/gen/merch/store/v1/product_pb";
+import type { UserService } from "@merch/gen/merch/store/v1/user_pb";
 import postgres from "postgres";
-import type { StoreClients } from "./index.ts";
+
+/** db-service's three services, as a test calls them. */
+export interface StoreClients {
+  products: Client<typeof ProductService>;
+  users: Client<typeof UserService>;
+  orders: Client<typeof OrderService>;
+}
 
 let counter = 0;
 

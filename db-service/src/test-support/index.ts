@@ -1,4 +1,4 @@
-import { type Client, createClient, type Transport } from "@connectrpc/connect";
+import { createClient, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { OrderService } from "@merch/gen/merch/store/v1/order_pb";
 import { ProductService } from "@merch/gen/merch/store/v1/product_pb";
@@ -13,13 +13,18 @@ import { migrate } from "../migrate.ts";
 // this process, and fixtures. Only tests import it (never in an image); the end-to-end tests use
 // its product fixtures too.
 
-export { FIXTURE_PASSWORD, newProduct, newUser, type SignedIn, sessionOf, signIn, stockOf } from "./fixtures.ts";
+import type { StoreClients } from "./fixtures.ts";
 
-export interface StoreClients {
-  products: Client<typeof ProductService>;
-  users: Client<typeof UserService>;
-  orders: Client<typeof OrderService>;
-}
+export {
+  FIXTURE_PASSWORD,
+  newProduct,
+  newUser,
+  type SignedIn,
+  type StoreClients,
+  sessionOf,
+  signIn,
+  stockOf,
+} from "./fixtures.ts";
 
 /** Every suite runs once per transport against the same running server. */
 export const TRANSPORTS = ["gRPC over h2c", "Connect JSON over HTTP/1.1"] as const;

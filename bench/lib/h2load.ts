@@ -5,7 +5,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ensureCommand } from "@merch/devstack";
+import { requireCommand } from "@merch/devstack";
 import { type LoadResult, summarize } from "./load.ts";
 import { run } from "./run-command.ts";
 
@@ -16,7 +16,7 @@ export interface H2Load {
 }
 
 export async function h2loadGenerator() {
-  const h2load = await ensureCommand("h2load", "nghttp2-client");
+  const h2load = await requireCommand("h2load", "nghttp2-client");
   return {
     name: "h2load",
     async run(load: H2Load, streams: number, durationS: number): Promise<LoadResult> {

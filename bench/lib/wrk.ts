@@ -4,7 +4,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ensureCommand } from "@merch/devstack";
+import { requireCommand } from "@merch/devstack";
 import type { HttpGenerator, HttpLoad, HttpRun, LoadResult } from "./load.ts";
 import { run } from "./run-command.ts";
 
@@ -85,7 +85,7 @@ interface WrkSummary {
 let runs = 0;
 
 export async function wrkGenerator(opts: { threads: number }): Promise<HttpGenerator> {
-  const wrk = await ensureCommand("wrk", "wrk");
+  const wrk = await requireCommand("wrk", "wrk");
   return {
     name: "wrk",
     kind: "child",

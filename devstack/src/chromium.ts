@@ -1,7 +1,7 @@
 // A real headless browser for UI tests: Debian's Chromium driven by playwright-core, which never
 // downloads a browser of its own when given an executablePath.
 import type { Browser } from "playwright-core";
-import { ensureCommand } from "./apt.ts";
+import { requireCommand } from "./commands.ts";
 
 const LAUNCH_TIMEOUT_MS = 60_000;
 
@@ -23,7 +23,7 @@ const CHROMIUM_ARGS = [
  * Close the browser when done; playwright also kills it if this process exits or is interrupted.
  */
 export async function launchChromium(opts: { timeoutMs?: number; args?: string[] } = {}): Promise<Browser> {
-  const executablePath = await ensureCommand("chromium", "chromium");
+  const executablePath = await requireCommand("chromium", "chromium");
   // Loaded here, not with devstack: only the storefront's tests drive a browser.
   const { chromium } = await import("playwright-core");
   return chromium.launch({

@@ -4,7 +4,7 @@ import { spawn } from "node:child_process";
 import { rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { fetchWithin, freePort, makeRunDir, poll, spawnOwned, tail } from "@merch/testkit";
-import { ensureCommand } from "./apt.ts";
+import { requireCommand } from "./commands.ts";
 
 const READY_TIMEOUT_MS = 30_000;
 const PROMTOOL_TIMEOUT_MS = 30_000;
@@ -52,7 +52,7 @@ export interface MetricsCheck {
  * to stderr and exits 0 when clean, 3 for lint findings and 1 when the text does not parse.
  */
 export async function checkMetrics(text: string): Promise<MetricsCheck> {
-  const promtool = await ensureCommand("promtool", "prometheus");
+  const promtool = await requireCommand("promtool", "prometheus");
   const { code, output } = await runWithStdin(promtool, ["check", "metrics"], text, PROMTOOL_TIMEOUT_MS);
   const problems = output
     .split("\n")
@@ -67,7 +67,7 @@ export async function startPrometheus(opts: {
   targets: ScrapeTarget[];
   scrapeIntervalMs?: number;
 }): Promise<PrometheusServer> {
-  const binary = await ensureCommand("prometheus", "prometheus");
+  const binary = await requireCommand("prometheus", "prometheus");
   const dataDir = await makeRunDir("merch-prometheus");
   try {
     const configFile = join(dataDir, "prometheus.yml");

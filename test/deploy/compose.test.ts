@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { describe, test } from "node:test";
 import { parseEnv, promisify } from "node:util";
 import { loadConfig as loadDbConfig, loadMigrateConfig } from "@merch/db-service";
-import { ensureCommand } from "@merch/devstack";
+import { requireCommand } from "@merch/devstack";
 import { loadConfig as loadGatewayConfig } from "@merch/gateway";
 import { TRACING_ENV } from "@merch/kit";
 import { loadConfig as loadLogConfig } from "@merch/log-service";
@@ -179,7 +179,7 @@ describe("the observability profile", () => {
       Object.fromEntries(servers.map((name) => [name, [`${name}:${SERVERS[name].load(env(name)).port}`]])),
     );
     for (const job of config.scrape_configs) assert.equal(job.metrics_path ?? "/metrics", "/metrics");
-    const promtool = await ensureCommand("promtool", "prometheus");
+    const promtool = await requireCommand("promtool", "prometheus");
     await execFileP(promtool, ["check", "config", "--syntax-only", file], { timeout: 60_000 });
   });
 

@@ -207,7 +207,7 @@ export async function composeConfig(envText: string): Promise<ComposeFile> {
   const dir = mkdtempSync(join(tmpdir(), "merch-compose-"));
   try {
     writeFileSync(join(dir, "env"), envText);
-    // scripts/docker-compose.sh installs Debian's package when it is missing: apt can be slow.
+    // docker-compose is a Python program: its start-up alone can take seconds on a busy machine.
     const { stdout } = await execFileP(
       "bash",
       ["scripts/docker-compose.sh", "-f", "compose.yaml", "--env-file", join(dir, "env"), "config"],

@@ -7,7 +7,7 @@
 #   runtime  Node 24 slim, those node_modules, the shared workspaces (gen, kit, with the health check)
 #   db-service, log-service, gateway
 #            runtime plus that service's own sources, port, health check and command
-#            (db-service's also holds its migrations; compose's db-migrate job runs
+#            (db-service's also holds db-init/migrations; compose's db-init job runs
 #            db-service/src/migrate-main.ts in that image)
 # There is no build step: Node 24 runs the TypeScript sources as they are (type stripping).
 # .dockerignore lets in only what these COPY lines name, and no tests.
@@ -46,7 +46,7 @@ STOPSIGNAL SIGTERM
 FROM runtime AS db-service
 COPY db-service/package.json db-service/
 COPY db-service/src db-service/src
-COPY db-service/migrations db-service/migrations
+COPY db-init/migrations db-init/migrations
 # The same V8 heap limits as devstack/src/services.ts (SERVICE_NODE_FLAGS); bench/results.md says why.
 ENV PORT=50051 NODE_OPTIONS="--max-semi-space-size=2 --max-old-space-size=48"
 EXPOSE 50051

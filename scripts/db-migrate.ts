@@ -1,4 +1,4 @@
-// `npm run db:migrate`: brings the store's database schema up to date with db-service/migrations
+// `npm run db:migrate`: brings the store's database schema up to date with db-init/migrations
 // (db-service does the same at start-up; this lets an operator do it first). The database is
 // DATABASE_URL, or else the running `npm start` store's (scripts/store-db.ts).
 import { migrate } from "@merch/db-service/migrate";

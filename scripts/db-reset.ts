@@ -1,7 +1,7 @@
 // `npm run db:reset -- --yes`: puts the store's database back to its seeded state.
 // Drops the `public` schema (every user, order and session, and any product change) and the
-// migration history, creates the schema again as a new database has it, and applies db-service's
-// migrations (schema and seed), all in one transaction: it either happens completely or not at all. Without --yes it only says what it
+// migration history, creates the schema again as a new database has it, and applies
+// db-init/migrations (schema and seed), all in one transaction: it either happens completely or not at all. Without --yes it only says what it
 // would do. The database is DATABASE_URL, or else the running `npm start` store's
 // (scripts/store-db.ts). No psql needed.
 import { parseArgs } from "node:util";

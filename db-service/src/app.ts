@@ -34,7 +34,7 @@ const mapErrors: Interceptor = (next) => async (req) => {
 
 export async function startDbService(config: DbServiceConfig, logger: Logger): Promise<DbService> {
   const report = await migrate(config.databaseUrl);
-  if (report.adopted) logger.info("adopted a database made by db-init/init.sql as migration 0000");
+  if (report.adopted) logger.info("adopted a database made before migrations existed as migration 0000");
   if (report.applied.length > 0) logger.info({ applied: report.applied }, "migrations applied");
   if (config.serviceCredential === undefined) {
     logger.warn("SERVICE_CREDENTIAL is not set: every user and order call will be refused");

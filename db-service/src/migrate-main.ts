@@ -1,4 +1,4 @@
-// Applies db-service's migrations to DATABASE_URL and exits: compose's one-shot db-migrate job
+// Applies db-init/migrations to DATABASE_URL and exits: compose's one-shot db-init job
 // (db-service also migrates at start-up; this lets an operator do it first, on its own).
 import { readConfig } from "@merch/kit/config";
 import { createLogger } from "@merch/kit/logger";
@@ -13,7 +13,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): { databaseUrl:
 }
 
 if (import.meta.main) {
-  const logger = createLogger("db-migrate");
+  const logger = createLogger("db-init");
   try {
     const report = await migrate(loadConfig().databaseUrl);
     logger.info(report, report.applied.length > 0 ? "migrations applied" : "the database is up to date");

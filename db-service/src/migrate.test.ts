@@ -2,13 +2,14 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { REPO_ROOT } from "@merch/devstack/paths";
 import { startTestPostgres, type TestPostgres } from "@merch/devstack/postgres";
+import { readMigrationFiles } from "drizzle-orm/migrator";
 import postgres from "postgres";
-import { migrate } from "./migrate.ts";
+import { MIGRATIONS_DIR, migrate } from "./migrate.ts";
 
-// A store made before migrations existed (by the old db-init/init.sql), with data in it, is
-// upgraded in place by the same migrations that make a new one, and ends up the same.
+// A store made before migrations existed (by the old db-init/init.sql, kept as
+// db-init/init-before-migrations.sql), with data in it, is upgraded in place by the same
+// migrations that make a new one, and ends up the same.
 
 let pg: TestPostgres;
 let admin: postgres.Sql;
@@ -50,11 +51,27 @@ async function catalog(url: string) {
   }
 }
 
+// What drizzle.__drizzle_migrations holds for each migration in every database migrated so far
+// (sha256 of the file, as drizzle computes it). A migration that was applied somewhere never
+// changes, wherever its file lives: moving db-service/migrations to db-init/migrations kept them.
+const APPLIED_HASHES: Record<number, string> = {
+  0: "66fef1fc4c0ee502294d8c0f6ed40a891eeff61f459546109ca2a09482a12a12",
+  1: "0de36e75db3fd7ab2bef03fdbc9b192897c80e0302baa6fc0d6b62c15dd71807",
+  2: "17ee0f392ffbf57d8419d72bc334f91fff592e6feb29e84beb7db757eceabaa0",
+};
+
+test("the migrations are byte for byte the ones existing databases recorded", () => {
+  const migrations = readMigrationFiles({ migrationsFolder: MIGRATIONS_DIR });
+  for (const [index, hash] of Object.entries(APPLIED_HASHES)) {
+    assert.equal(migrations[Number(index)]?.hash, hash, `migration ${index} changed after it was applied`);
+  }
+});
+
 test("a database made by the old init.sql, with data, is upgraded in place and matches a new one", async () => {
   const legacy = await newDatabase("legacy");
   const sql = postgres(legacy, { max: 1, onnotice: () => {} });
   try {
-    await sql.unsafe(readFileSync(join(REPO_ROOT, "devstack", "fixtures", "init-before-migrations.sql"), "utf8"));
+    await sql.unsafe(readFileSync(join(MIGRATIONS_DIR, "..", "init-before-migrations.sql"), "utf8"));
     const [alice] = await sql`
       INSERT INTO users (sid, username, email, password_hash) VALUES ('12110001', 'alice', 'alice@example.com', 'x')
       RETURNING id`;

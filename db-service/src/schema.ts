@@ -16,7 +16,7 @@ import {
 } from "drizzle-orm/pg-core";
 
 // The store's tables. This file is the one source of the schema: `npm run db:generate` turns a
-// change here into a migration under db-service/migrations, which db-service applies at start-up.
+// change here into a migration under db-init/migrations, which db-service applies at start-up.
 // Constraints carry PostgreSQL's own default names, the names the first databases (made from the
 // old db-init/init.sql) have, so the migrations run on those too. Timestamps stay PostgreSQL's
 // text so that protobuf gets every microsecond.

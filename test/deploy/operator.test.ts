@@ -139,7 +139,7 @@ async function emptyDatabase(name: string): Promise<string> {
 }
 
 const migrationTags = (
-  JSON.parse(read("db-service/migrations/meta/_journal.json")) as { entries: { tag: string }[] }
+  JSON.parse(read("db-init/migrations/meta/_journal.json")) as { entries: { tag: string }[] }
 ).entries.map((e) => e.tag);
 
 before(async () => {

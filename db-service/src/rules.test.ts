@@ -1,13 +1,13 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { create, type DescMessage } from "@bufbuild/protobuf";
-import { createValidator } from "@bufbuild/protovalidate";
 import { startTestPostgres, type TestPostgres } from "@merch/devstack/postgres";
 import { dereference, loadSpec } from "@merch/gateway/spec";
 import { validatorCompiler } from "@merch/gateway/validation";
 import * as shop from "@merch/gen/merch/shop/v1/shop_pb";
 import * as orders from "@merch/gen/merch/store/v1/order_pb";
 import * as users from "@merch/gen/merch/store/v1/user_pb";
+import { storeValidator } from "@merch/kit/errors";
 import postgres from "postgres";
 
 // Each field rule is written three times, each where it guards: in the protos (buf.validate, what
@@ -25,7 +25,7 @@ after(async () => {
   await pg?.destroy();
 });
 
-const validator = createValidator();
+const validator = storeValidator();
 const spec = loadSpec();
 const compile = validatorCompiler();
 const schemas = spec.components.schemas as Record<string, unknown>;

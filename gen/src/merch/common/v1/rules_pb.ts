@@ -22,6 +22,8 @@ export const sid: GenExtension<StringRules, boolean> = /*@__PURE__*/
   extDesc(file_merch_common_v1_rules, 0);
 
 /**
+ * The name an account logs in with and is known by.
+ *
  * @generated from extension: bool username = 80002;
  */
 export const username: GenExtension<StringRules, boolean> = /*@__PURE__*/

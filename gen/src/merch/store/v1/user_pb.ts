@@ -346,8 +346,9 @@ export const DeactivateUserResponseSchema: GenMessage<DeactivateUserResponse> = 
  * UserService owns accounts and their sessions. Password hashes never leave db-service: no
  * message carries one. Every call needs the store's service credential (UNAUTHENTICATED with
  * reason service_credential_required otherwise); calls made for a signed-in user name their
- * Session. The field rules below are the contract's; the REST schemas in gateway/openapi.yaml and
- * the CHECKs of the database say the same, and db-service/src/rules.test.ts proves it.
+ * Session. The field rules below are the contract's, named in merch/common/v1/rules.proto: the
+ * REST schemas in gateway/openapi.yaml are made from them, and test/rules.test.ts holds the
+ * CHECKs of the database to them.
  *
  * @generated from service merch.store.v1.UserService
  */

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fails when the protos break Buf's lint or format rules, break compatibility with the main
-# branch (FILE rules: the public merch.shop.v1 has outside users), or when gen/ is not what
-# `buf generate` makes from them (run `npm run generate` and commit the result).
+# branch (FILE rules: the public merch.shop.v1 has outside users), or when gen/ or the REST
+# schemas in gateway/openapi.yaml are not what `npm run generate` makes from them (run it and
+# commit the result).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 buf lint
@@ -15,4 +16,5 @@ if ! diff -ru gen/src "$tmp/gen/src"; then
   echo "gen/ is stale: run 'npm run generate' and commit it." >&2
   exit 1
 fi
+node scripts/rest-schemas.ts --check
 echo "protos: lint, format and generated code are clean"

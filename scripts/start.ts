@@ -4,7 +4,7 @@
 // A process that dies is started again with backoff; npm start exits non-zero only when one keeps
 // dying (devstack/src/supervisor.ts).
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { startStack, superviseStack } from "@merch/devstack";
 import { readConfig } from "@merch/kit";
@@ -51,9 +51,11 @@ const stack = await startStack({
 // Where the running store is, for the operator tools (npm run db:psql, db:reset, logs). It holds
 // the database's password: its owner alone may read it.
 const stateFile = join(env.dataDir, "store.json");
-const writeState = (restarts: Readonly<Record<string, number>>) =>
+// Written aside and renamed into place, so a reader (the operator tools, the tests) never sees a
+// half-written file.
+const writeState = (restarts: Readonly<Record<string, number>>) => {
   writeFileSync(
-    stateFile,
+    `${stateFile}.tmp`,
     `${JSON.stringify(
       {
         gatewayUrl: stack.gatewayUrl,
@@ -70,6 +72,8 @@ const writeState = (restarts: Readonly<Record<string, number>>) =>
     )}\n`,
     { mode: 0o600 },
   );
+  renameSync(`${stateFile}.tmp`, stateFile);
+};
 writeState({});
 
 console.log(`

@@ -1,51 +1,78 @@
-import { type Timestamp, timestampDate } from "@bufbuild/protobuf/wkt";
-import { type Order, OrderStatus } from "@merch/gen/merch/store/v1/order_pb";
-import type { Product } from "@merch/gen/merch/store/v1/product_pb";
-import type { User } from "@merch/gen/merch/store/v1/user_pb";
+import { create, type DescField, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import { type Timestamp, TimestampSchema, timestampDate, timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { OrderSchema, ProductSchema, UserSchema } from "@merch/gen/merch/shop/v1/shop_pb";
 
-// The contract's JSON shapes, from db-service's messages. Money stays the decimal string it is.
+// The REST API's JSON and the store's messages, one mapping each way, field by field of the
+// merch.shop.v1 message's descriptor, so that a new field needs no line here. The REST schemas in
+// openapi.yaml are made from the same descriptors by the same rules (scripts/rest-schemas.ts):
+// a field's JSON name is its proto name; an answer has every field, an unset message being null;
+// a Timestamp is RFC 3339 in UTC, to the millisecond; an enum is its value's name without the
+// enum's prefix, in lower case. db-service's messages have the same fields as the shop's
+// (convert.test.ts holds them to it), so their answers are written with the shop's descriptors.
 
-function time(ts: Timestamp | undefined): string {
-  if (!ts) throw new Error("db-service sent a message without a timestamp");
-  return timestampDate(ts).toISOString();
-}
+export type JsonObject = { [key: string]: unknown };
 
-export function productJson(p: Product) {
-  return {
-    id: p.id,
-    name: p.name,
-    description: p.description,
-    category: p.category,
-    price: p.price,
-    slogan: p.slogan,
-    stock: p.stock,
-    created_at: time(p.createdAt),
+type Writer = (value: unknown) => unknown;
+
+/** The JSON of a message of `desc`'s shape (or of a message with the same fields). */
+export function restJson(desc: DescMessage): (message: object | undefined) => JsonObject {
+  const fields = desc.fields.map((field) => ({ from: field.localName, to: field.name, write: jsonValue(field) }));
+  return (message) => {
+    if (message === undefined) throw new Error(`db-service sent no ${desc.name}`);
+    const source = message as Record<string, unknown>;
+    const out: JsonObject = {};
+    for (const { from, to, write } of fields) out[to] = write(source[from]);
+    return out;
   };
 }
 
-export function userJson(u: User | undefined) {
-  if (!u) throw new Error("db-service sent no user");
-  return {
-    id: u.id,
-    sid: u.sid,
-    username: u.username,
-    email: u.email,
-    is_active: u.isActive,
-    created_at: time(u.createdAt),
-  };
+function jsonValue(field: DescField): Writer {
+  const one = valueWriter(field);
+  return field.fieldKind === "list" ? (values) => (values as unknown[]).map(one) : one;
 }
 
-export function orderJson(o: Order | undefined) {
-  if (!o) throw new Error("db-service sent no order");
-  return {
-    id: o.id,
-    user_id: o.userId,
-    product_id: o.productId,
-    quantity: o.quantity,
-    unit_price: o.unitPrice,
-    total_price: o.totalPrice,
-    status: o.status === OrderStatus.CANCELLED ? "cancelled" : "placed",
-    created_at: time(o.createdAt),
-    cancelled_at: o.cancelledAt ? time(o.cancelledAt) : null,
-  };
+function valueWriter(field: DescField): Writer {
+  const kind = field.fieldKind === "list" ? field.listKind : field.fieldKind;
+  if (kind === "enum" && field.enum) {
+    const names = new Map(field.enum.values.map((v) => [v.number, v.localName.toLowerCase()]));
+    return (value) => names.get(value as number) ?? null;
+  }
+  if (kind === "message" && field.message) {
+    if (field.message.typeName === TimestampSchema.typeName) {
+      return (value) => (value === undefined ? null : timestampDate(value as Timestamp).toISOString());
+    }
+    const nested = restJson(field.message);
+    return (value) => (value === undefined ? null : nested(value as object));
+  }
+  if (kind === "scalar") return (value) => value ?? null;
+  throw new Error(`${field.parent.typeName}.${field.name}: a ${field.fieldKind} field has no REST form`);
 }
+
+/**
+ * A REST request body, already validated against its schema, as the message it mirrors: the
+ * member of a oneof that is present becomes the oneof's case, an enum's name its number.
+ */
+export function fromRestJson<Desc extends DescMessage>(desc: Desc, body: unknown): MessageShape<Desc> {
+  const json = (body ?? {}) as JsonObject;
+  const init: Record<string, unknown> = {};
+  for (const field of desc.fields) {
+    const value = json[field.name];
+    if (value === undefined || value === null) continue;
+    const read = (v: unknown): unknown => {
+      if (field.fieldKind === "enum" || (field.fieldKind === "list" && field.listKind === "enum")) {
+        return field.enum?.values.find((e) => e.localName.toLowerCase() === v)?.number;
+      }
+      if (field.message?.typeName === TimestampSchema.typeName) return timestampFromDate(new Date(String(v)));
+      if (field.message) return fromRestJson(field.message, v);
+      return v;
+    };
+    const converted = field.fieldKind === "list" ? (value as unknown[]).map(read) : read(value);
+    if (field.oneof) init[field.oneof.localName] = { case: field.localName, value: converted };
+    else init[field.localName] = converted;
+  }
+  return create(desc, init as MessageInitShape<Desc>);
+}
+
+export const productJson = restJson(ProductSchema);
+export const userJson = restJson(UserSchema);
+export const orderJson = restJson(OrderSchema);

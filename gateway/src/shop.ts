@@ -1,4 +1,4 @@
-import { create } from "@bufbuild/protobuf";
+import { create, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import {
   type ConnectRouter,
   createContextKey,
@@ -6,19 +6,7 @@ import {
   type Interceptor,
   type ServiceImpl,
 } from "@connectrpc/connect";
-import {
-  OrderSchema,
-  OrderStatus,
-  ProductSchema,
-  type Order as ShopOrder,
-  type Product as ShopProduct,
-  ShopService,
-  type User as ShopUser,
-  UserSchema,
-} from "@merch/gen/merch/shop/v1/shop_pb";
-import { type Order, OrderStatus as StoreOrderStatus } from "@merch/gen/merch/store/v1/order_pb";
-import type { Product } from "@merch/gen/merch/store/v1/product_pb";
-import type { User } from "@merch/gen/merch/store/v1/user_pb";
+import { OrderSchema, ProductSchema, ShopService, UserSchema } from "@merch/gen/merch/shop/v1/shop_pb";
 import { validation } from "@merch/kit";
 import type { FastifyRequest } from "fastify";
 import type { Authenticated, RequestInfo, Store } from "./store.ts";
@@ -37,23 +25,19 @@ function infoOf(req: FastifyRequest | undefined): RequestInfo {
   return { requestId: req?.id ?? "", clientAddress: req?.ip ?? "" };
 }
 
-// The internal and public messages have the same fields; only their names differ.
-function product({ $typeName: _, ...fields }: Product): ShopProduct {
-  return create(ProductSchema, fields);
+/**
+ * db-service's message as the shop's: the internal and public messages have the same fields and
+ * enum values, only their names differ (convert.test.ts holds them to it).
+ */
+function shopMessage<Desc extends DescMessage>(desc: Desc): (message: object | undefined) => MessageShape<Desc> {
+  return (message) => {
+    if (message === undefined) throw new Error(`db-service sent no ${desc.name}`);
+    return create(desc, message as MessageInitShape<Desc>);
+  };
 }
-
-function user(u: User | undefined): ShopUser {
-  if (!u) throw new Error("db-service sent no user");
-  const { $typeName: _, ...fields } = u;
-  return create(UserSchema, fields);
-}
-
-function order({ $typeName: _, status, ...fields }: Order): ShopOrder {
-  return create(OrderSchema, {
-    ...fields,
-    status: status === StoreOrderStatus.CANCELLED ? OrderStatus.CANCELLED : OrderStatus.PLACED,
-  });
-}
+const product = shopMessage(ProductSchema);
+const user = shopMessage(UserSchema);
+const order = shopMessage(OrderSchema);
 
 /**
  * Checks the Bearer token of every call that needs one, with the same verifier the REST routes

@@ -117,7 +117,10 @@ describe("openapi.yaml at start-up", () => {
 
   test("an extension keyword (x-) in a schema is accepted", () => {
     loadSpec(
-      variant("stock: { type: integer, minimum: 0 }", "stock: { type: integer, minimum: 0, x-internal: false }"),
+      variant(
+        "queued: { type: integer, minimum: 0, description: Waiting to be sent. }",
+        "queued: { type: integer, minimum: 0, x-internal: false }",
+      ),
     );
   });
 });
@@ -156,10 +159,10 @@ describe("the gateway and Redocly CLI agree", () => {
     },
     {
       name: "a schema keyword of the wrong type",
-      from: "stock: { type: integer, minimum: 0 }",
-      to: "stock: { type: integer, minimum: none }",
-      pointer: "#/components/schemas/Product/properties/stock/minimum",
-      at: "stock: { type: integer, minimum: none }",
+      from: "queued: { type: integer, minimum: 0, description: Waiting to be sent. }",
+      to: "queued: { type: integer, minimum: none }",
+      pointer: "#/components/schemas/Health/properties/log_events/properties/queued/minimum",
+      at: "queued: { type: integer, minimum: none }",
     },
     {
       name: "a $ref to nothing",

@@ -8,17 +8,39 @@ import type { FieldError } from "./problems.ts";
 const addFormats = addFormatsModule as unknown as (ajv: Ajv2020) => Ajv2020;
 
 /**
+ * What a schema says of a refusal, beside JSON Schema: the message a person reads when the
+ * schema's own keywords refuse a value, and, for a rule about a whole body, the field it names.
+ * The schemas made from the protos carry the protos' messages in them (scripts/rest-schemas.ts).
+ */
+interface RefusalWords {
+  "x-message"?: string;
+  "x-field"?: string;
+}
+
+function ajv(coerce: boolean): Ajv2020 {
+  const instance = addFormats(
+    new Ajv2020({
+      allErrors: true,
+      coerceTypes: coerce,
+      useDefaults: coerce,
+      strict: true,
+      strictRequired: false,
+      // Errors carry the schema they failed in, where its x-message is.
+      verbose: true,
+    }),
+  );
+  instance.addVocabulary(["x-message", "x-field"]);
+  return instance;
+}
+
+/**
  * Request validation from the OpenAPI 3.1 schemas (JSON Schema 2020-12). Bodies are taken as
  * they are: no coercion, no defaults, and unknown fields refused. Path, query and header
  * values arrive as text, so they are coerced to the declared types.
  */
 export function validatorCompiler(): FastifySchemaCompiler<Record<string, unknown>> {
-  const strictAjv = addFormats(
-    new Ajv2020({ allErrors: true, coerceTypes: false, useDefaults: false, strict: true, strictRequired: false }),
-  );
-  const textAjv = addFormats(
-    new Ajv2020({ allErrors: true, coerceTypes: true, useDefaults: true, strict: true, strictRequired: false }),
-  );
+  const strictAjv = ajv(false);
+  const textAjv = ajv(true);
   return ({ schema, httpPart }) => {
     if (httpPart === "body") return strictAjv.compile(schema);
     const validate = textAjv.compile(schema);
@@ -55,15 +77,6 @@ export function validatorCompiler(): FastifySchemaCompiler<Record<string, unknow
 const INTEGER_TEXT = /^-?[0-9]+$/;
 
 const HEADER_NAMES: Record<string, string> = { "idempotency-key": "Idempotency-Key" };
-const PATTERN_RULES: Record<string, string> = {
-  sid: "must be 1 to 15 letters or digits",
-  username: "must be 3 to 50 characters of A-Z, a-z, 0-9, _ . -",
-  cursor: "is not a cursor this API issued",
-  "idempotency-key": "must be 1 to 255 printable ASCII characters",
-  email: "must be a valid email address of at most 255 characters",
-  password: "must be 8 to 128 characters, none of them control characters",
-  current_password: "must not contain control characters",
-};
 
 /** ajv's errors as the contract's `errors: [{field, message}]`, one entry per field. */
 export function fieldErrors(errors: ErrorObject[], part: string | undefined): FieldError[] {
@@ -77,6 +90,12 @@ export function fieldErrors(errors: ErrorObject[], part: string | undefined): Fi
   for (const e of relevant) {
     const path = e.instancePath.replace(/^\//, "").replaceAll("/", ".");
     const at = (child: string) => (path === "" ? child : `${path}.${child}`);
+    const words = (e.parentSchema ?? {}) as RefusalWords;
+    // A value of the wrong type is told so; any other refusal by a rule, in the rule's words.
+    if (words["x-message"] !== undefined && e.keyword !== "type") {
+      add(words["x-field"] ?? (path || "body"), words["x-message"]);
+      continue;
+    }
     switch (e.keyword) {
       case "required":
         add(at(String(e.params.missingProperty)), "is required");
@@ -87,19 +106,12 @@ export function fieldErrors(errors: ErrorObject[], part: string | undefined): Fi
       case "additionalProperties":
         add(at(String(e.params.additionalProperty)), "is not allowed");
         break;
-      case "oneOf":
-        add(path || "body", "give exactly one of username and sid");
-        break;
-      case "anyOf":
-      case "minProperties":
-        add(path || "body", "give at least one of username, email and password");
-        break;
       case "type":
         if (path === "") add(part === "body" ? "body" : (part ?? "request"), "must be a JSON object");
         else add(path, `must be ${e.params.type === "integer" ? "an integer" : `of type ${String(e.params.type)}`}`);
         break;
       case "pattern":
-        add(path, PATTERN_RULES[path] ?? "has characters or a length that are not allowed");
+        add(path, "has characters or a length that are not allowed");
         break;
       case "format":
         add(path, `must be a valid ${e.params.format}`);

@@ -1,9 +1,11 @@
-import { create } from "@bufbuild/protobuf";
+import { create, createRegistry } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { createValidator, type Validator } from "@bufbuild/protovalidate";
 import { ConnectError, type Interceptor } from "@connectrpc/connect";
 import { createValidateInterceptor } from "@connectrpc/validate";
 import { ViolationsSchema } from "@merch/gen/buf/validate/validate_pb";
 import { BadRequestSchema, ErrorInfoSchema, RetryInfoSchema } from "@merch/gen/google/rpc/error_details_pb";
+import { file_merch_common_v1_rules } from "@merch/gen/merch/common/v1/rules_pb";
 import { ANSWERS, ErrorReason, type Reason, reasonByName, reasonName } from "./reasons.ts";
 
 /** The domain of every ErrorInfo our services attach. */
@@ -89,6 +91,14 @@ export function fromValidationError(err: ConnectError): ConnectError | undefined
 }
 
 /**
+ * A protovalidate validator that knows the store's named rules (merch/common/v1/rules.proto):
+ * without them it refuses to compile any message that uses one.
+ */
+export function storeValidator(): Validator {
+  return createValidator({ registry: createRegistry(file_merch_common_v1_rules) });
+}
+
+/**
  * The field rules of the protos (buf.validate), checked before a handler runs, with refusals in
  * the form every other refusal has: bad input never reaches a handler, nor the database.
  */
@@ -100,5 +110,5 @@ export function validation(): Interceptor[] {
       throw (err instanceof ConnectError && fromValidationError(err)) || err;
     }
   };
-  return [ours, createValidateInterceptor()];
+  return [ours, createValidateInterceptor({ validator: storeValidator() })];
 }

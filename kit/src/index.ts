@@ -7,6 +7,7 @@ export {
   reasonOf,
   retryAfterOf,
   rpcError,
+  storeValidator,
   validation,
   violationsOf,
 } from "./errors.ts";

@@ -1,5 +1,6 @@
+import { PlaceOrderRequestSchema } from "@merch/gen/merch/shop/v1/shop_pb";
 import { authOf, type Handlers, type RestContext } from "../context.ts";
-import { orderJson } from "../convert.ts";
+import { fromRestJson, orderJson } from "../convert.ts";
 
 export function orderRoutes(ctx: RestContext): Handlers {
   return {
@@ -10,7 +11,7 @@ export function orderRoutes(ctx: RestContext): Handlers {
     },
 
     async placeOrder(req, reply) {
-      const { product_id: productId, quantity } = req.body as { product_id: number; quantity: number };
+      const { productId, quantity } = fromRestJson(PlaceOrderRequestSchema, req.body);
       const key = req.headers["idempotency-key"];
       const { order, replayed } = await ctx.store.placeOrder(authOf(req), {
         productId,

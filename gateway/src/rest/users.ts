@@ -1,36 +1,21 @@
+import { LoginRequestSchema, RegisterRequestSchema, UpdateMeRequestSchema } from "@merch/gen/merch/shop/v1/shop_pb";
 import { authOf, type Handlers, type RestContext, requestInfo } from "../context.ts";
-import { userJson } from "../convert.ts";
-import type { LoginName } from "../store.ts";
-
-interface RegisterBody {
-  sid: string;
-  username: string;
-  email: string;
-  password: string;
-}
-type LoginBody = { password: string } & ({ username: string; sid?: never } | { sid: string; username?: never });
-interface UpdateBody {
-  username?: string;
-  email?: string;
-  password?: string;
-  current_password?: string;
-}
+import { fromRestJson, userJson } from "../convert.ts";
 
 export function userRoutes(ctx: RestContext): Handlers {
   return {
     async registerUser(req, reply) {
-      const user = await ctx.store.register(requestInfo(req), req.body as RegisterBody);
+      const user = await ctx.store.register(requestInfo(req), fromRestJson(RegisterRequestSchema, req.body));
       req.userId = user.id;
       return reply.code(201).header("location", "/users/me").send(userJson(user));
     },
 
     async loginUser(req, reply) {
-      const body = req.body as LoginBody;
-      const login: LoginName =
-        body.username !== undefined ? { case: "username", value: body.username } : { case: "sid", value: body.sid };
+      const { login, password } = fromRestJson(LoginRequestSchema, req.body);
+      if (login.case === undefined) throw new Error("validation lets no login through without a name");
       // The answer carries a token: no cache may keep it.
       reply.header("cache-control", "no-store");
-      const { token, expiresIn, user } = await ctx.store.login(requestInfo(req), login, body.password);
+      const { token, expiresIn, user } = await ctx.store.login(requestInfo(req), login, password);
       req.userId = user.id;
       return { token, token_type: "Bearer", expires_in: expiresIn, user: userJson(user) };
     },
@@ -45,15 +30,7 @@ export function userRoutes(ctx: RestContext): Handlers {
     },
 
     async updateCurrentUser(req) {
-      const body = req.body as UpdateBody;
-      return userJson(
-        await ctx.store.updateMe(authOf(req), {
-          username: body.username,
-          email: body.email,
-          password: body.password,
-          currentPassword: body.current_password,
-        }),
-      );
+      return userJson(await ctx.store.updateMe(authOf(req), fromRestJson(UpdateMeRequestSchema, req.body)));
     },
 
     async deactivateCurrentUser(req, reply) {

@@ -1,12 +1,7 @@
-// A real trace backend for tests: Zipkin's server from Maven Central with in-memory storage, fed
-// over OTLP/HTTP through the receiver in otlp-zipkin.ts, and read back through Zipkin's query API.
-import { execFile } from "node:child_process";
-import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readdir, rename, rm, writeFile } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
-import { fetchWithin, freePort, makeRunDir, poll, spawnOwned, tail } from "@merch/testkit";
+import { fetchWithin, freePort, makeRunDir, mavenJars, poll, spawnOwned, tail } from "@merch/testkit";
 import { type OtlpReceived, type OtlpReceiver, startOtlpReceiver, type ZipkinSpan } from "./otlp-zipkin.ts";
 
 export type { OtlpReceived, ZipkinSpan } from "./otlp-zipkin.ts";
@@ -19,7 +14,6 @@ const pomPath = join(repoRoot, "devstack", "zipkin", "pom.xml");
 const jarName = `zipkin-server-${ZIPKIN_VERSION}-slim.jar`;
 const READY_TIMEOUT_MS = 90_000;
 const REQUEST_TIMEOUT_MS = 10_000;
-const MVN_TIMEOUT_MS = 10 * 60_000;
 
 /** Zipkin's GET /api/v2/traces parameters; times are epoch milliseconds, durations microseconds. */
 export interface TraceQuery {
@@ -52,56 +46,20 @@ export interface ZipkinServer {
   stop(): Promise<void>;
 }
 
-const fetches = new Map<string, Promise<string>>();
-
 /** Path of the Zipkin server jar, fetched by Maven into .cache/zipkin on first use. */
-function ensureZipkinJar(opts: { cacheDir?: string } = {}): Promise<string> {
-  const cacheDir = resolve(opts.cacheDir ?? process.env.ZIPKIN_CACHE_DIR ?? join(repoRoot, ".cache", "zipkin"));
-  const versionDir = join(cacheDir, `zipkin-${ZIPKIN_VERSION}`);
-  let pending = fetches.get(versionDir);
-  if (!pending) {
-    pending = fetchJar(versionDir);
-    pending.catch(() => fetches.delete(versionDir));
-    fetches.set(versionDir, pending);
-  }
-  return pending;
-}
-
-async function fetchJar(versionDir: string): Promise<string> {
-  const jar = join(versionDir, "libs", jarName);
-  if (existsSync(join(versionDir, "complete"))) return jar;
-
-  // Maven writes into a private temp dir renamed into place only when complete, so a concurrent
-  // process sees either nothing or a finished cache, never a half-written jar.
-  await mkdir(dirname(versionDir), { recursive: true });
-  const tmp = await mkdtemp(`${versionDir}.tmp-`);
-  try {
-    const args = ["-B", "-q", "-f", pomPath, "dependency:copy-dependencies", `-DoutputDirectory=${join(tmp, "libs")}`];
-    await promisify(execFile)("mvn", args, { maxBuffer: 16 * 1024 * 1024, timeout: MVN_TIMEOUT_MS }).catch(
-      (err: Error & { stdout?: string; stderr?: string }) => {
-        throw new Error(
-          `mvn ${args.join(" ")} failed:\n${`${err.stdout ?? ""}${err.stderr ?? ""}`.trim() || err.message}`,
-        );
-      },
-    );
-    if (!(await readdir(join(tmp, "libs"))).includes(jarName)) {
-      throw new Error(`${pomPath} does not pin Zipkin ${ZIPKIN_VERSION} (ZIPKIN_VERSION in devstack/src/zipkin.ts)`);
-    }
-    await writeFile(join(tmp, "complete"), `${new Date().toISOString()}\n`);
-    try {
-      await rename(tmp, versionDir);
-    } catch (err) {
-      // Another process won the race; its copy is just as good.
-      if (!existsSync(join(versionDir, "complete"))) throw err;
-    }
-  } finally {
-    await rm(tmp, { recursive: true, force: true });
-  }
-  return jar;
+async function zipkinJar(): Promise<string> {
+  const cacheDir = resolve(process.env.ZIPKIN_CACHE_DIR ?? join(repoRoot, ".cache", "zipkin"));
+  const libs = await mavenJars({
+    pom: pomPath,
+    dir: join(cacheDir, `zipkin-${ZIPKIN_VERSION}`),
+    expect: jarName,
+    mismatch: `${pomPath} does not pin Zipkin ${ZIPKIN_VERSION} (ZIPKIN_VERSION in devstack/src/zipkin.ts)`,
+  });
+  return join(libs, jarName);
 }
 
 export async function startZipkin(): Promise<ZipkinServer> {
-  const jar = await ensureZipkinJar();
+  const jar = await zipkinJar();
   const workDir = await makeRunDir("merch-zipkin");
   const logFile = join(workDir, "zipkin.log");
   const port = await freePort();

@@ -12,6 +12,7 @@ export {
   readLogFile,
   topicSize,
 } from "./log-channel.ts";
+export { mavenJars } from "./maven.ts";
 export { REPO_ROOT } from "./paths.ts";
 export { freePort } from "./ports.ts";
 export {

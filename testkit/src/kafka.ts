@@ -2,20 +2,22 @@
 // built from jars that Maven fetches into a cache, so no Docker and no tarball download is needed.
 import { type ChildProcess, execFile, type StdioOptions, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { closeSync, existsSync, openSync, readFileSync } from "node:fs";
-import { mkdir, mkdtemp, readdir, rename, rm, writeFile } from "node:fs/promises";
+import { closeSync, existsSync, openSync } from "node:fs";
+import { mkdir, mkdtemp, writeFile } from "node:fs/promises";
 import { type AddressInfo, createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { silenceKafkajsTimerWarnings } from "@merch/kit";
 import { Kafka, logLevel } from "kafkajs";
+import { mavenJars } from "./maven.ts";
 import { REPO_ROOT } from "./paths.ts";
+import { tail } from "./proc.ts";
 
 // kafkajs arms timers with negative delays; the one harmless warning that causes is filtered.
 silenceKafkajsTimerWarnings();
 
-// Must match <kafka.version> in testkit/kafka/pom.xml (ensureKafkaJars and the test check it).
+// Must match <kafka.version> in testkit/kafka/pom.xml (kafkaJars and the test check it).
 // 4.4.0 is on Maven Central but its kafka-tools-api-4.4.0 dependency is not, so it does not resolve.
 export const KAFKA_VERSION = "4.3.1";
 
@@ -33,48 +35,15 @@ const READY_TIMEOUT_MS = 60_000;
 const KILL_AFTER_MS = 20_000;
 const SETPRIV = "/usr/bin/setpriv";
 
-const fetches = new Map<string, Promise<string>>();
-
-export function ensureKafkaJars(opts: { cacheDir?: string } = {}): Promise<string> {
-  const cacheDir = resolve(opts.cacheDir ?? process.env.KAFKA_CACHE_DIR ?? join(REPO_ROOT, ".cache", "kafka"));
-  const versionDir = join(cacheDir, `kafka-${KAFKA_VERSION}`);
-  let pending = fetches.get(versionDir);
-  if (!pending) {
-    pending = fetchJars(versionDir);
-    pending.catch(() => fetches.delete(versionDir));
-    fetches.set(versionDir, pending);
-  }
-  return pending;
-}
-
-async function fetchJars(versionDir: string): Promise<string> {
-  const libs = join(versionDir, "libs");
-  const marker = join(versionDir, "complete");
-  if (existsSync(marker)) return libs;
-
-  // Maven writes into a private temp dir that is renamed into place only when complete, so a
-  // concurrent process either sees nothing or a finished cache, never a half-copied one.
-  await mkdir(dirname(versionDir), { recursive: true });
-  const tmp = await mkdtemp(`${versionDir}.tmp-`);
-  try {
-    const args = ["-B", "-q", "-f", pomPath, "dependency:copy-dependencies", `-DoutputDirectory=${join(tmp, "libs")}`];
-    await run("mvn", args, { maxBuffer: 16 * 1024 * 1024 }).catch((err: ExecError) => {
-      throw new Error(`mvn ${args.join(" ")} failed:\n${output(err)}`);
-    });
-    if (!(await readdir(join(tmp, "libs"))).includes(`kafka_2.13-${KAFKA_VERSION}.jar`)) {
-      throw new Error(`${pomPath} does not pin Kafka ${KAFKA_VERSION} (KAFKA_VERSION in testkit/src/kafka.ts)`);
-    }
-    await writeFile(join(tmp, "complete"), `${new Date().toISOString()}\n`);
-    try {
-      await rename(tmp, versionDir);
-    } catch (err) {
-      // Another process won the race; its copy is just as good.
-      if (!existsSync(marker)) throw err;
-    }
-  } finally {
-    await rm(tmp, { recursive: true, force: true });
-  }
-  return libs;
+/** The broker's classpath, fetched by Maven into .cache/kafka on first use. */
+function kafkaJars(): Promise<string> {
+  const cacheDir = resolve(process.env.KAFKA_CACHE_DIR ?? join(REPO_ROOT, ".cache", "kafka"));
+  return mavenJars({
+    pom: pomPath,
+    dir: join(cacheDir, `kafka-${KAFKA_VERSION}`),
+    expect: `kafka_2.13-${KAFKA_VERSION}.jar`,
+    mismatch: `${pomPath} does not pin Kafka ${KAFKA_VERSION} (KAFKA_VERSION in testkit/src/kafka.ts)`,
+  });
 }
 
 const children = new Set<ChildProcess>();
@@ -83,7 +52,7 @@ process.on("exit", () => {
 });
 
 export async function startKafka(opts: { port?: number; dataDir?: string } = {}): Promise<KafkaBroker> {
-  const libs = await ensureKafkaJars();
+  const libs = await kafkaJars();
   const dataDir = resolve(opts.dataDir ?? (await mkdtemp(join(tmpdir(), "kafka-"))));
   await mkdir(dataDir, { recursive: true });
   const [port, controllerPort] = await freePorts(opts.port);
@@ -265,13 +234,5 @@ async function freePorts(wanted?: number): Promise<[number, number]> {
     return [portOf(broker), portOf(controller)];
   } finally {
     await Promise.all(open.map((srv) => new Promise((done) => srv.close(done))));
-  }
-}
-
-function tail(file: string, lines: number): string {
-  try {
-    return readFileSync(file, "utf8").trimEnd().split("\n").slice(-lines).join("\n");
-  } catch {
-    return "(no log)";
   }
 }

@@ -22,12 +22,21 @@ const BUNDLE = join(STOREFRONT, "dist", "shop.js");
  * checks; the browser needs none of it, yet the generated descriptor (70 KB, a third of the
  * bundle) would come along. The bundle gets an empty file of that name instead: rules are options,
  * kept as unknown fields, and no message of shop.proto has a field of a buf.validate type (the
- * browser test would fail at start-up if one did: the registry could not resolve it).
+ * browser test would fail at start-up if one did: the registry could not resolve it). The same
+ * holds for the messages that rules.proto extends: EXTENDED must name each one.
  */
+const EXTENDED = ["StringRules", "Int32Rules"];
 const noValidateRules: Plugin = {
   name: "no-validate-rules",
   setup(b) {
-    const empty = create(FileDescriptorProtoSchema, { name: "buf/validate/validate.proto", package: "buf.validate" });
+    // rules.proto's predefined rules extend two of its messages, so those two stay, empty, with
+    // the extension range that buf.validate gives them (registering an extension needs them).
+    const empty = create(FileDescriptorProtoSchema, {
+      name: "buf/validate/validate.proto",
+      package: "buf.validate",
+      syntax: "proto2",
+      messageType: EXTENDED.map((name) => ({ name, extensionRange: [{ start: 1000, end: 536870912 }] })),
+    });
     b.onLoad({ filter: /[\\/]gen[\\/]src[\\/]buf[\\/]validate[\\/]validate_pb\.ts$/ }, () => ({
       loader: "ts",
       contents:

@@ -22,6 +22,7 @@ import type { GatewayConfig } from "./config.ts";
 import type { Handlers, RestContext } from "./context.ts";
 import { requestInfo } from "./context.ts";
 import { EventLog } from "./event-log.ts";
+import { boundedJsonParser, connectBodies, doorLimits, frameworkErrors } from "./limits.ts";
 import { GatewayMetrics, observeRequests } from "./observe.ts";
 import { answerForError, BODY_LIMIT, CLIENT_ERRORS, type FieldError, problem, sendProblem } from "./problems.ts";
 import { ProductCache } from "./product-cache.ts";
@@ -106,6 +107,7 @@ export async function buildGateway(
     // Requests Node could not even parse (oversized headers, a request line that is not HTTP, a
     // request that took too long to arrive) are answered as problem details too.
     clientErrorHandler: (err, socket) => answerClientError(err, socket, events),
+    frameworkErrors,
   });
   app.server.maxConnections = config.http.maxConnections;
   const metrics = new GatewayMetrics(
@@ -120,7 +122,7 @@ export async function buildGateway(
   // JSON is the only body the REST API takes; anything else is 415, not a string to validate.
   // (connect-fastify brings its own parsers for its routes.)
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser("application/json", { parseAs: "string" }, app.getDefaultJsonParser("error", "error"));
+  boundedJsonParser(app);
   app.setErrorHandler((err: FastifyError, req, reply) => {
     if (err.validation) {
       const errors: FieldError[] = fieldErrors(
@@ -201,6 +203,7 @@ export async function buildGateway(
     }
     if (req.url.startsWith(SHOP_PREFIX)) reply.header("cache-control", "no-store");
   });
+  doorLimits(app, { maxInflightBodyBytes: config.http.maxInflightBodyBytes, connectPrefix: SHOP_PREFIX });
   // One event per answered request, sent in the background.
   app.addHook("onResponse", async (req, reply) => {
     events.emit({
@@ -229,9 +232,13 @@ export async function buildGateway(
   // for its routes, where the REST routes take JSON only.
   await app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
+    scope.addHook("preHandler", connectBodies(new Map(ShopService.methods.map((m) => [m.name, m.input])), SHOP_PREFIX));
     await scope.register(fastifyConnectPlugin, {
       routes: shop.routes,
       interceptors: shop.interceptors,
+      // connectBodies checked every body already; these hold for anything it let through as is.
+      readMaxBytes: BODY_LIMIT,
+      jsonOptions: { ignoreUnknownFields: false },
       contextValues: (req: FastifyRequest) => createContextValues().set(kRequest, req),
       shutdownTimeoutMs: config.shutdownGraceMs,
     });

@@ -99,7 +99,23 @@ const FASTIFY_ERRORS: Record<string, [Reason, string]> = {
   FST_ERR_CTP_INVALID_JSON_BODY: [ErrorReason.MALFORMED_JSON, "the body is not valid JSON"],
   FST_ERR_CTP_INVALID_CONTENT_LENGTH: [ErrorReason.MALFORMED_JSON, "the body does not match its Content-Length"],
   FST_ERR_BAD_URL: [ErrorReason.BAD_REQUEST, "the request path is not a valid URL path"],
+  // No id or name in a path comes near Fastify's 100-character parameter limit.
+  FST_ERR_MAX_PARAM_LENGTH: [ErrorReason.URI_TOO_LONG, "a path parameter is longer than any valid one"],
   FST_ERR_ASYNC_CONSTRAINT: [ErrorReason.BAD_REQUEST, "the request is malformed"],
+  // @fastify/static's refusal of a path out of its folder (/docs/static/%2e%2e/…): there is no such file.
+  FST_STATIC_FORBIDDEN_PATH: [ErrorReason.NOT_FOUND, "no such file"],
+};
+
+/** Any other client error a plugin raises, by its status: a client's mistake is never a 500. */
+const CLIENT_STATUS: Record<number, Reason> = {
+  403: ErrorReason.NOT_FOUND,
+  404: ErrorReason.NOT_FOUND,
+  405: ErrorReason.METHOD_NOT_ALLOWED,
+  408: ErrorReason.REQUEST_TIMEOUT,
+  413: ErrorReason.PAYLOAD_TOO_LARGE,
+  414: ErrorReason.URI_TOO_LONG,
+  415: ErrorReason.UNSUPPORTED_MEDIA_TYPE,
+  431: ErrorReason.HEADERS_TOO_LARGE,
 };
 
 /** Node's refusals of a request it could not even parse (Fastify's clientErrorHandler), by code. */
@@ -118,6 +134,14 @@ export function answerForError(err: FastifyError | ConnectError | Error): Answer
   // JSON.parse's errors, including forbidden __proto__ keys, reach us as plain 400s.
   if (err instanceof SyntaxError || (fastify.statusCode === 400 && /JSON|prototype|constructor/i.test(err.message))) {
     return { problem: problem(ErrorReason.MALFORMED_JSON, "the body is not valid JSON"), headers: {} };
+  }
+  const status = fastify.statusCode ?? 500;
+  if (status >= 400 && status < 500) {
+    const reason = CLIENT_STATUS[status] ?? ErrorReason.BAD_REQUEST;
+    return {
+      problem: problem(reason, reason === ErrorReason.NOT_FOUND ? "no such resource" : err.message),
+      headers: {},
+    };
   }
   return { problem: problem(ErrorReason.INTERNAL, "internal error"), headers: {} };
 }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { connect } from "node:net";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { promisify } from "node:util";
@@ -169,6 +170,50 @@ test("user and order calls need the service credential, with buf curl as with an
     /refused a call without the service credential.*|"procedure":"merch\.store\.v1\.UserService\/AuthenticateUser"/,
   );
   assert.doesNotMatch(service.output(), new RegExp(CREDENTIAL), "the credential is never logged");
+});
+
+test("a stranger's call is refused from its headers, before its body is read, and logged with its address", async () => {
+  // 10 MB declared, 64 KiB sent: a check after the body would wait for the rest, or answer
+  // resource_exhausted; the credential is checked first.
+  const status = await new Promise<string>((resolve, reject) => {
+    const socket = connect(Number(new URL(base).port), "127.0.0.1", () => {
+      socket.write(
+        "POST /merch.store.v1.UserService/AuthenticateUser HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n" +
+          `content-length: ${10 * 1024 * 1024}\r\n\r\n`,
+      );
+      socket.write(Buffer.alloc(64 * 1024, 0x20));
+    });
+    let text = "";
+    const timer = setTimeout(() => reject(new Error(`no answer before the body: ${text}`)), 10_000);
+    socket.on("error", () => {});
+    socket.on("data", (d) => {
+      text += d.toString();
+      if (text.includes("}")) {
+        clearTimeout(timer);
+        socket.destroy();
+        resolve(text);
+      }
+    });
+  });
+  assert.match(status, /^HTTP\/1\.1 401/);
+  assert.match(status, /"code":"unauthenticated"/);
+  // Many more refusals add no line: one per address, procedure and kind in a minute.
+  const before = service.output().split("\n").length;
+  await Promise.all(
+    Array.from({ length: 200 }, () =>
+      fetch(`${base}/merch.store.v1.UserService/GetUser`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: "{}",
+      }).then((r) => r.arrayBuffer()),
+    ),
+  );
+  await waitForOutput(
+    service,
+    /"address":"(::ffff:)?127\.0\.0\.1","procedure":"merch\.store\.v1\.UserService\/GetUser"/,
+  );
+  const added = service.output().split("\n").length - before;
+  assert.ok(added <= 2, `200 refusals added ${added} log lines`);
 });
 
 test("SIGTERM lets in-flight calls finish, then exits 0", async () => {

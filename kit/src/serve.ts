@@ -1,5 +1,5 @@
 import type { DescService } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
+import { Code, ConnectError, type ConnectRouter, createContextValues, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { Health } from "@merch/gen/grpc/health/v1/health_pb";
 import * as reflectionV1 from "@merch/gen/grpc/reflection/v1/reflection_pb";
@@ -10,7 +10,7 @@ import { HealthRegistry } from "./health.ts";
 import { type DualHandler, listenDual } from "./listener.ts";
 import { observeServer, type ServiceMetrics } from "./metrics.ts";
 import { registerReflection } from "./reflection.ts";
-import { requireServiceCredential } from "./service-credential.ts";
+import { kPeerAddress, RefusalLog, serviceCredentialGate } from "./service-credential.ts";
 
 export interface RpcServerOptions {
   port: number;
@@ -50,23 +50,21 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
   const health = new HealthRegistry(opts.services.map((s) => s.typeName));
   const shutdown = new AbortController();
   const metricsRoute = opts.metrics.handler();
+  const refusals = new RefusalLog(opts.logger);
   const handler = connectNodeAdapter({
     routes(router) {
       opts.routes(router);
       health.register(router);
       registerReflection(router, opts.services);
     },
-    interceptors: [
-      observeServer(opts.metrics),
-      logErrors(opts.logger),
-      requireServiceCredential(
-        opts.serviceCredential,
-        [...(opts.openServices ?? []), Health, reflectionV1.ServerReflection, reflectionV1alpha.ServerReflection],
-        opts.logger,
-      ),
-      ...(opts.interceptors ?? []),
-      ...validation(),
-    ],
+    // The credential is checked from the headers, before the body is read.
+    requestGate: serviceCredentialGate(
+      opts.serviceCredential,
+      [...(opts.openServices ?? []), Health, reflectionV1.ServerReflection, reflectionV1alpha.ServerReflection],
+      refusals,
+    ),
+    contextValues: (req) => createContextValues().set(kPeerAddress, req.socket?.remoteAddress ?? "unknown"),
+    interceptors: [observeServer(opts.metrics), logErrors(opts.logger), ...(opts.interceptors ?? []), ...validation()],
     shutdownSignal: shutdown.signal,
     readMaxBytes: opts.readMaxBytes ?? 4 * 1024 * 1024,
     // A caller that asks for more than a minute is almost certainly wrong.
@@ -91,6 +89,7 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
     async close(graceMs = 10_000) {
       health.set("NOT_SERVING");
       shutdown.abort();
+      refusals.flush();
       await listener.close(graceMs);
     },
   };

@@ -15,18 +15,23 @@ export interface SupervisorOptions {
   maxDelayMs?: number;
   /** A process that stayed up this long starts again from minDelayMs. */
   stableAfterMs?: number;
-  /** More restarts than this within windowMs and the supervisor gives up. */
+  /**
+   * More restarts than this within windowMs and the process is failing: it is still restarted
+   * (at the capped delay), the others keep serving, and onFailing says so loudly. A supervisor
+   * that gave up would let one request that kills a service stop the whole store.
+   */
   maxRestarts?: number;
   windowMs?: number;
   log: (message: string) => void;
-  /** Called once when a process keeps failing: the caller stops everything and exits non-zero. */
-  onGiveUp: (name: string) => void;
+  /** Called on each restart of a process that keeps failing, with its restarts in the window. */
+  onFailing?: (name: string, recentRestarts: number) => void;
   /** Called after each restart, with the counts so far (for the store's state file). */
   onRestart?: (counts: Readonly<Record<string, number>>) => void;
 }
 
 export class Supervisor {
-  readonly #opts: Required<Omit<SupervisorOptions, "onRestart">> & Pick<SupervisorOptions, "onRestart">;
+  readonly #opts: Required<Omit<SupervisorOptions, "onRestart" | "onFailing">> &
+    Pick<SupervisorOptions, "onRestart" | "onFailing">;
   readonly #counts: Record<string, number> = {};
   #stopping = false;
   readonly #timers = new Set<NodeJS.Timeout>();
@@ -60,12 +65,14 @@ export class Supervisor {
         while (recent.length > 0 && now - (recent[0] ?? now) > this.#opts.windowMs) recent.shift();
         if (recent.length > this.#opts.maxRestarts) {
           this.#opts.log(
-            `${process.name} ended (${String(how)}) ${recent.length} times within ${this.#opts.windowMs / 60_000} min: giving up`,
+            `!!! ${process.name} KEEPS FAILING: ended (${String(how)}) ${recent.length} times within ${this.#opts.windowMs / 60_000} min. ` +
+              `The rest of the store keeps serving; restarting it in ${delay} ms (never more than ${this.#opts.maxDelayMs} ms apart). ` +
+              "Look at its log above for the cause.",
           );
-          this.#opts.onGiveUp(process.name);
-          return;
+          this.#opts.onFailing?.(process.name, recent.length);
+        } else {
+          this.#opts.log(`${process.name} ended unexpectedly (${String(how)}); restarting in ${delay} ms`);
         }
-        this.#opts.log(`${process.name} ended unexpectedly (${String(how)}); restarting in ${delay} ms`);
         const timer = setTimeout(async () => {
           this.#timers.delete(timer);
           if (this.#stopping) return;

@@ -35,7 +35,7 @@ before(async () => {
   store = await startTestStore({ durable: true });
   supervisor = superviseStack(store.stack, {
     log: (message) => restarts.push(message),
-    onGiveUp: (name) => restarts.push(`gave up on ${name}`),
+    onFailing: (name) => restarts.push(`${name} keeps failing`),
     minDelayMs: 200,
   });
   sql = postgres(store.stack.databaseUrl, { max: 1, onnotice: () => {}, connect_timeout: 2 });

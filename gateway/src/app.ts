@@ -32,7 +32,7 @@ import { userRoutes } from "./rest/users.ts";
 import { kRequest, ShopService, shopRoutes } from "./shop.ts";
 import { loadSpec, loadSpecText, routeSpecs } from "./spec.ts";
 import { Store } from "./store.ts";
-import { storefrontRoutes } from "./storefront.ts";
+import { storefrontRoutes } from "./plugins/storefront.ts";
 import { TokenVerifier } from "./tokens.ts";
 import { fieldErrors, validatorCompiler } from "./validation.ts";
 

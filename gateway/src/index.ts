@@ -5,5 +5,5 @@
 export { dbClients, networkDownstream } from "./clients.ts";
 export { DB_TRANSPORTS, type GatewayConfig, loadConfig } from "./config.ts";
 export { dereference, loadSpec, type OpenApiDocument, SPEC_PATH } from "./spec.ts";
-export { STOREFRONT_CSP, STOREFRONT_FILES } from "./storefront.ts";
+export { STOREFRONT_CSP, STOREFRONT_FILES } from "./plugins/storefront.ts";
 export { validatorCompiler } from "./validation.ts";

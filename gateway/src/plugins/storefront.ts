@@ -8,7 +8,7 @@ import type { FastifyInstance } from "fastify";
 // Content-Security-Policy stricter than the rest of the gateway's (which must let swagger-ui's
 // inline styles through). They are operational pages like /docs, not routes of the REST API.
 
-const STOREFRONT_DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "storefront");
+const STOREFRONT_DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "storefront");
 
 /** Each path under /shop/ and the file it serves; the bundle is committed (npm run build:storefront). */
 const ASSETS: Record<string, { file: string; type: string }> = {

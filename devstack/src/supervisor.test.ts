@@ -46,7 +46,7 @@ test("a process that keeps failing is restarted with a growing, capped delay whi
   const gaps = crashing.starts.slice(1).map((t, i) => t - (crashing.starts[i] ?? t));
   // Delays of 10, 20, 40, then 80 ms for ever (timers fire no earlier than asked).
   const expected = [10, 20, 40, 80, 80, 80, 80, 80, 80];
-  gaps.forEach((gap, i) => assert.ok(gap >= (expected[i] ?? 80) - 1, `restart ${i + 1} after ${gap} ms`));
+  for (const [i, gap] of gaps.entries()) assert.ok(gap >= (expected[i] ?? 80) - 1, `restart ${i + 1} after ${gap} ms`);
   assert.ok(
     gaps.slice(3).every((gap) => gap < 80 * 4),
     `the delay is capped: ${gaps.map(Math.round).join(", ")}`,

@@ -3,7 +3,8 @@ import { type DescField, type DescMessage, fromBinary, type Message } from "@buf
 import { ConnectError } from "@connectrpc/connect";
 import { codeToHttpStatus, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
 import { ErrorReason, type FieldViolation, invalidArgument, rpcError } from "@merch/kit";
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { FastifyError, FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
+import fp from "fastify-plugin";
 import { answerForError, BODY_LIMIT, sendProblem } from "./problems.ts";
 
 // The limits of the public door, the same on every protocol it speaks (REST, Connect JSON and
@@ -90,7 +91,7 @@ function declaredBytes(req: FastifyRequest): number {
  * is refused as service_unavailable (nothing was done, retry shortly). Bodies without a declared
  * length are held to the limit while they stream (Fastify's bodyLimit, Connect's readMaxBytes).
  */
-export function doorLimits(app: FastifyInstance, limits: DoorLimits): { inflightBodyBytes(): number } {
+const doorLimitsPlugin: FastifyPluginAsync<DoorLimits> = async (app, limits) => {
   let inflight = 0;
   app.addHook("onRequest", async (req, reply) => {
     const bytes = declaredBytes(req);
@@ -118,8 +119,9 @@ export function doorLimits(app: FastifyInstance, limits: DoorLimits): { inflight
       held = false;
     });
   });
-  return { inflightBodyBytes: () => inflight };
-}
+};
+
+export const doorLimits = fp(doorLimitsPlugin, { name: "door-limits" });
 
 /** Fastify's JSON parser, refusing deep nesting before parsing. */
 export function boundedJsonParser(app: FastifyInstance): void {

@@ -12,7 +12,7 @@ import { orderService } from "./orders.ts";
 import { ProductFeed, productService } from "./products.ts";
 import { sweepSessions } from "./sessions.ts";
 import { sweepThrottle } from "./throttle.ts";
-import { userService } from "./users.ts";
+import { KNOWN_FOR_DAYS, userService } from "./users.ts";
 import { WriteBatcher } from "./write-batcher.ts";
 
 export interface DbService {
@@ -69,7 +69,7 @@ export async function startDbService(config: DbServiceConfig, logger: Logger): P
     void database
       .run("sweep", async (db) => {
         await sweepSessions(db);
-        await sweepThrottle(db);
+        await sweepThrottle(db, KNOWN_FOR_DAYS);
       })
       .catch((err: unknown) => logger.warn({ err: String(err) }, "sweeping ended sessions and windows failed"));
   }, SWEEP_INTERVAL_MS);

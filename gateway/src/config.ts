@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { isIP } from "node:net";
-import { type EnvReader, readConfig, readServiceCredential } from "@merch/kit";
+import { type EnvReader, type MetricsListen, readConfig, readMetricsListen, readServiceCredential } from "@merch/kit";
 
 export const DB_TRANSPORTS = ["grpc", "connect-h2", "connect-h1"] as const;
 export type DbTransport = (typeof DB_TRANSPORTS)[number];
@@ -26,6 +26,8 @@ export interface HttpLimits {
 export interface GatewayConfig {
   port: number;
   host: string;
+  /** Where /metrics is served: loopback by default, never the public port. */
+  metrics: MetricsListen;
   dbServiceUrl: string;
   logServiceUrl: string;
   /** How the gateway talks to db-service; the README's "How the gateway talks to db-service" has the measurements. */
@@ -103,6 +105,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig 
     return {
       port: e.int("PORT", 8080, 0, 65535),
       host: e.string("HOST", "0.0.0.0"),
+      metrics: readMetricsListen(e, 9464),
       dbServiceUrl: e.url("DB_SERVICE_URL", "http://127.0.0.1:50051"),
       logServiceUrl: e.url("LOG_SERVICE_URL", "http://127.0.0.1:50052"),
       dbTransport: e.oneOf("DB_TRANSPORT", "connect-h2", DB_TRANSPORTS),

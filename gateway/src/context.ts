@@ -14,8 +14,6 @@ declare module "fastify" {
 export interface RestContext {
   store: Store;
   specText: string;
-  /** The Prometheus text of GET /metrics. */
-  metrics(): Promise<string>;
   /** Product pages as ready-made JSON, for the hottest reads. */
   productJson: { list(): Promise<string>; get(id: number): Promise<string | undefined> };
 }

@@ -1,4 +1,4 @@
-import { runMain } from "@merch/kit";
+import { runMain, startMetricsServer } from "@merch/kit";
 import { buildGateway } from "./app.ts";
 import { loadConfig } from "./config.ts";
 
@@ -15,5 +15,10 @@ await runMain("gateway", async (logger) => {
   }
   const gateway = await buildGateway(config, logger);
   await gateway.app.listen({ port: config.port, host: config.host });
-  return gateway;
+  const metrics = await startMetricsServer(config.metrics, { text: () => gateway.metricsText() }, logger);
+  return {
+    async close() {
+      await Promise.all([gateway.close(), metrics.close()]);
+    },
+  };
 });

@@ -162,14 +162,14 @@ describe("openapi.yaml at start-up", () => {
   }
 
   test("an operation without an operationId cannot be routed (handlers are found by it)", () => {
-    const err = refusal(variant("      operationId: getMetrics\n", ""));
-    assert.deepEqual(err.problems, ["GET /metrics: no operationId"]);
+    const err = refusal(variant("      operationId: getOpenApi\n", ""));
+    assert.deepEqual(err.problems, ["GET /openapi.yaml: no operationId"]);
   });
 
   test("a path item field the gateway does not route is refused, not taken for a method", () => {
-    const err = refusal(variant("  /metrics:\n", "  /metrics:\n    parameters: []\n"));
+    const err = refusal(variant("  /openapi.yaml:\n", "  /openapi.yaml:\n    parameters: []\n"));
     assert.deepEqual(err.problems, [
-      "paths./metrics.parameters: not routed (operations are get, post, put, patch, delete)",
+      "paths./openapi.yaml.parameters: not routed (operations are get, post, put, patch, delete)",
     ]);
   });
 

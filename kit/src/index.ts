@@ -18,6 +18,7 @@ export type { LevelName, LogRecord } from "./log-record.ts";
 export { createLogger, type Logger } from "./logger.ts";
 export { runMain } from "./main.ts";
 export { Counter, Gauge, Histogram, SECONDS_BUCKETS, ServiceMetrics, traceClient } from "./metrics.ts";
+export { type MetricsListen, readMetricsListen, startMetricsServer } from "./metrics-server.ts";
 export { raceAbort } from "./race.ts";
 export {
   ANSWERS,

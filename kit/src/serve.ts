@@ -9,6 +9,7 @@ import { validation } from "./errors.ts";
 import { HealthRegistry } from "./health.ts";
 import { type DualHandler, listenDual } from "./listener.ts";
 import { observeServer, type ServiceMetrics } from "./metrics.ts";
+import { type MetricsListen, startMetricsServer } from "./metrics-server.ts";
 import { registerReflection } from "./reflection.ts";
 import { kPeerAddress, RefusalLog, serviceCredentialGate } from "./service-credential.ts";
 
@@ -28,14 +29,17 @@ export interface RpcServerOptions {
   interceptors?: Interceptor[];
   /** Largest request message accepted, in bytes. */
   readMaxBytes?: number;
-  /** Plain HTTP GET endpoints next to the RPCs, by path ("/metrics" is always there). */
+  /** Plain HTTP GET endpoints next to the RPCs, by path. */
   httpRoutes?: Readonly<Record<string, DualHandler>>;
-  /** The service's metrics: every RPC is timed into them, and GET /metrics serves them. */
+  /** The service's metrics: every RPC is timed into them, and GET /metrics serves them on `metricsListen`. */
   metrics: ServiceMetrics;
+  /** Where /metrics is served: never the RPC port (metrics-server.ts). */
+  metricsListen: MetricsListen;
 }
 
 export interface RpcServer {
   readonly port: number;
+  readonly metricsPort: number;
   readonly health: HealthRegistry;
   /** Aborted when the server starts to shut down, so long-lived streams can wrap up. */
   readonly shutdownSignal: AbortSignal;
@@ -49,7 +53,6 @@ export interface RpcServer {
 export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer> {
   const health = new HealthRegistry(opts.services.map((s) => s.typeName));
   const shutdown = new AbortController();
-  const metricsRoute = opts.metrics.handler();
   const refusals = new RefusalLog(opts.logger);
   const handler = connectNodeAdapter({
     routes(router) {
@@ -71,7 +74,7 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
     maxTimeoutMs: 60_000,
     fallback(req, res) {
       const path = (req.url ?? "/").split("?")[0] ?? "/";
-      const route = path === "/metrics" ? metricsRoute : opts.httpRoutes?.[path];
+      const route = opts.httpRoutes?.[path];
       if (route && (req.method === "GET" || req.method === "HEAD")) return route(req, res);
       res.writeHead(404, { "content-type": "text/plain" });
       res.end("not found\n");
@@ -82,15 +85,22 @@ export async function startRpcServer(opts: RpcServerOptions): Promise<RpcServer>
     ...(opts.host === undefined ? {} : { host: opts.host }),
   });
   opts.logger.info({ port: listener.port }, "listening (gRPC, gRPC-Web, Connect; HTTP/1.1 and h2c)");
+  const metricsServer = await startMetricsServer(opts.metricsListen, opts.metrics, opts.logger).catch(
+    async (err: unknown) => {
+      await listener.close(0);
+      throw err;
+    },
+  );
   return {
     port: listener.port,
+    metricsPort: metricsServer.port,
     health,
     shutdownSignal: shutdown.signal,
     async close(graceMs = 10_000) {
       health.set("NOT_SERVING");
       shutdown.abort();
       refusals.flush();
-      await listener.close(graceMs);
+      await Promise.all([listener.close(graceMs), metricsServer.close()]);
     },
   };
 }

@@ -61,6 +61,7 @@ export async function startLogService(config: LogServiceConfig, logger: Logger):
       logger,
       httpRoutes: { "/status": status },
       metrics,
+      metricsListen: config.metrics,
     });
   } catch (err) {
     await sink.close();

@@ -1,9 +1,11 @@
 import { resolve } from "node:path";
-import { readConfig, readServiceCredential } from "@merch/kit";
+import { type MetricsListen, readConfig, readMetricsListen, readServiceCredential } from "@merch/kit";
 
 export interface LogServiceConfig {
   port: number;
   host: string;
+  /** Where /metrics is served (loopback by default; never the RPC port). */
+  metrics: MetricsListen;
   /** host:port of each bootstrap broker; empty means no Kafka: records go to a JSON Lines file. */
   kafkaBrokers: string[];
   kafkaTopic: string;
@@ -42,6 +44,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): LogServiceConf
       port: e.int("PORT", 50052, 0, 65535),
       // Loopback unless told otherwise: only the gateway sends events (compose sets 0.0.0.0).
       host: e.string("HOST", "127.0.0.1"),
+      metrics: readMetricsListen(e, 9466),
       kafkaBrokers,
       kafkaTopic,
       kafkaClientId: e.string("KAFKA_CLIENT_ID", "log-service"),

@@ -163,7 +163,7 @@ describe("compose.yaml services", () => {
 });
 
 describe("the observability profile", () => {
-  test("Prometheus scrapes each service by name on the port it listens on, with a config promtool accepts", async () => {
+  test("Prometheus scrapes each service by name on its metrics port, with a config promtool accepts", async () => {
     const mount = service("prometheus").volumes?.find((v) => v.endsWith(":/etc/prometheus/prometheus.yml:ro"));
     assert.ok(mount, "prometheus does not mount its config");
     const file = join(REPO_ROOT, "deploy", "prometheus.yml");
@@ -176,9 +176,16 @@ describe("the observability profile", () => {
     );
     assert.deepEqual(
       targets,
-      Object.fromEntries(servers.map((name) => [name, [`${name}:${SERVERS[name].load(env(name)).port}`]])),
+      Object.fromEntries(servers.map((name) => [name, [`${name}:${SERVERS[name].load(env(name)).metrics.port}`]])),
     );
     for (const job of config.scrape_configs) assert.equal(job.metrics_path ?? "/metrics", "/metrics");
+    // On the compose network for Prometheus, and never published on the host.
+    for (const name of servers) {
+      const { metrics } = SERVERS[name].load(env(name));
+      assert.equal(metrics.host, "0.0.0.0", `${name}: METRICS_HOST`);
+      const published = (service(name).ports ?? []).map((p) => Number((p as { target?: unknown }).target));
+      assert.ok(!published.includes(metrics.port), `${name} publishes its metrics port`);
+    }
     const promtool = await requireCommand("promtool", "prometheus");
     await execFileP(promtool, ["check", "config", "--syntax-only", file], { timeout: 60_000 });
   });

@@ -616,9 +616,11 @@ describe("operations", () => {
     assert.match(docs.text, /swagger-ui/i);
   });
 
-  test("GET /metrics serves Prometheus text with the requests just answered", async () => {
-    const metrics = await api("GET", "/metrics");
-    assert.equal(metrics.status, 200);
+  test("/metrics is refused on the public port, and served on the metrics port with the requests just answered", async () => {
+    expectProblem(await api("GET", "/metrics"), 404, "not_found");
+    const res = await fetch(store.stack.metricsUrls.gateway);
+    assert.equal(res.status, 200);
+    const metrics = { text: await res.text() };
     assert.match(metrics.text, /^# TYPE http_server_request_duration_seconds histogram$/m);
     assert.match(
       metrics.text,

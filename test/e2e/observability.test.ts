@@ -43,10 +43,11 @@ after(async () => {
   await zipkin?.stop();
 });
 
+// Each service's metrics port, never its public or RPC port.
 const metricsUrls = () => ({
-  gateway: `${store.url}/metrics`,
-  "db-service": `${store.stack.services["db-service"].url}/metrics`,
-  "log-service": `${store.stack.services["log-service"].url}/metrics`,
+  gateway: store.stack.metricsUrls.gateway,
+  "db-service": store.stack.metricsUrls["db-service"],
+  "log-service": store.stack.metricsUrls["log-service"],
 });
 
 test("one POST /orders is one trace: gateway, db-service, its SQL, and log-service's publish, parent to child", async () => {
@@ -114,6 +115,15 @@ test("one POST /orders is one trace: gateway, db-service, its SQL, and log-servi
       );
   while (!traced() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
   assert.ok(traced(), "db-service's log line of the refused order carries trace_id and span_id");
+});
+
+test("/metrics is served on each service's metrics port (loopback) only, never on its public or RPC port", async () => {
+  for (const service of Object.values(store.stack.services)) {
+    const res = await fetch(`${service.url}/metrics`);
+    await res.arrayBuffer();
+    assert.equal(res.status, 404, `${service.name} serves /metrics on ${service.url}`);
+  }
+  for (const url of Object.values(metricsUrls())) assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
 });
 
 test("every service's metrics pass promtool, and a real Prometheus scrapes all three", async () => {

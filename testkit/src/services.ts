@@ -77,7 +77,8 @@ export function runService(
     const args = [...SERVICE_NODE_FLAGS[name], join(REPO_ROOT, ENTRY[name])];
     child = spawn(process.execPath, args, {
       cwd: REPO_ROOT,
-      env: { ...process.env, ...env, ...(port === undefined ? {} : { PORT: String(port) }) },
+      // A free metrics port unless one is named: services started side by side never collide.
+      env: { ...process.env, METRICS_PORT: "0", ...env, ...(port === undefined ? {} : { PORT: String(port) }) },
       stdio: ["ignore", "pipe", "pipe"],
       // Its own process group: Ctrl-C reaches only the parent, which stops services in order.
       detached: true,

@@ -27,10 +27,12 @@ import { answerForError, BODY_LIMIT, CLIENT_ERRORS, type FieldError, problem, se
 import { ProductCache } from "./product-cache.ts";
 import { orderRoutes } from "./rest/orders.ts";
 import { productRoutes } from "./rest/products.ts";
+import { staffRoutes } from "./rest/staff.ts";
 import { systemRoutes } from "./rest/system.ts";
 import { userRoutes } from "./rest/users.ts";
 import { kRequest, ShopService, shopRoutes } from "./shop.ts";
 import { loadSpec, loadSpecText, routeSpecs } from "./spec.ts";
+import { StaffDesk } from "./staff.ts";
 import { Store } from "./store.ts";
 import { storefrontRoutes } from "./storefront.ts";
 import { TokenVerifier } from "./tokens.ts";
@@ -224,7 +226,8 @@ export async function buildGateway(
   await app.register(swaggerUi, { routePrefix: "/docs", uiConfig: { deepLinking: true } });
   storefrontRoutes(app);
 
-  const shop = shopRoutes(store);
+  const staff = new StaffDesk({ db, events, products });
+  const shop = shopRoutes(store, staff);
   // In a scope of its own: connect-fastify brings its own body parsers (JSON and binary protobuf)
   // for its routes, where the REST routes take JSON only.
   await app.register(async (scope) => {
@@ -259,7 +262,13 @@ export async function buildGateway(
       };
     },
   };
-  const handlers: Handlers = { ...systemRoutes(ctx), ...productRoutes(ctx), ...userRoutes(ctx), ...orderRoutes(ctx) };
+  const handlers: Handlers = {
+    ...systemRoutes(ctx),
+    ...productRoutes(ctx),
+    ...userRoutes(ctx),
+    ...orderRoutes(ctx),
+    ...staffRoutes(staff),
+  };
   const served = new Set<string>(["getDocs"]); // @fastify/swagger-ui serves /docs
   for (const route of routeSpecs(spec)) {
     if (route.operationId === "getDocs") continue;

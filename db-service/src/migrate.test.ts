@@ -84,7 +84,11 @@ test("a database made by the old init.sql, with data, is upgraded in place and m
 
     const report = await migrate(legacy);
     assert.equal(report.adopted, true, "the old schema is taken as the first migration");
-    assert.deepEqual(report.applied, ["0001_sessions_throttle_order_keys", "0002_drop_idempotency_keys"]);
+    assert.deepEqual(report.applied, [
+      "0001_sessions_throttle_order_keys",
+      "0002_drop_idempotency_keys",
+      "0003_staff_catalogue_handover",
+    ]);
 
     const [kept] = await sql`SELECT id, quantity, total_price, idempotency_key FROM orders`;
     assert.deepEqual(
@@ -119,13 +123,13 @@ test("a database made by the old init.sql, with data, is upgraded in place and m
   const fresh = await newDatabase("fresh");
   const made = await migrate(fresh);
   assert.equal(made.adopted, false);
-  assert.equal(made.applied.length, 3);
+  assert.equal(made.applied.length, 4);
   assert.deepEqual(await catalog(legacy), await catalog(fresh));
 });
 
 test("replicas starting together migrate once", async () => {
   const url = await newDatabase("together");
   const reports = await Promise.all(Array.from({ length: 4 }, () => migrate(url)));
-  assert.equal(reports.filter((r) => r.applied.length === 3).length, 1);
+  assert.equal(reports.filter((r) => r.applied.length === 4).length, 1);
   assert.equal(reports.filter((r) => r.applied.length === 0).length, 3);
 });

@@ -168,7 +168,7 @@ describe("the gateway and Redocly CLI agree", () => {
       name: "a $ref to nothing",
       from: 'schema: { $ref: "#/components/schemas/Product" }',
       to: 'schema: { $ref: "#/components/schemas/Produkt" }',
-      pointer: "#/paths/~1products~1{id}/get/responses/200/content/application~1json/schema",
+      pointer: "#/paths/~1products/post/responses/201/content/application~1json/schema",
       at: 'schema: { $ref: "#/components/schemas/Produkt" }',
     },
     {

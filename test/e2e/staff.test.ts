@@ -26,7 +26,9 @@ let sql: postgres.Sql;
 let channel: Awaited<ReturnType<typeof followLogChannel>>;
 
 before(async () => {
-  store = await startTestStore({ kafka: true });
+  // The race below measures what is right, not how fast: on a busy machine hundreds of writes in
+  // flight may wait longer than the gateway's usual deadline for db-service.
+  store = await startTestStore({ kafka: true, serviceEnv: { gateway: { RPC_TIMEOUT_MS: "60000" } } });
   api = client(store.url);
   shop = createClient(ShopService, createConnectTransport({ baseUrl: store.url, httpVersion: "1.1" }));
   sql = postgres(store.stack.databaseUrl, { max: 2, onnotice: () => {} });

@@ -203,13 +203,36 @@ describe("roles", () => {
     await rejectsWith(shop.listAllOrders({}, bearer(other)), Code.Unauthenticated, "invalid_token");
   });
 
-  test("db-service's SetUserRole refuses a caller without the service credential", async () => {
-    const res = await fetch(`${store.stack.services["db-service"].url}/merch.store.v1.UserService/SetUserRole`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ username: "anyone", role: "ROLE_STAFF" }),
-    });
-    assert.equal(res.status, 401);
+  test("db-service's staff RPCs need the service credential, and a staff session besides", async () => {
+    const call = (path: string, body: unknown, credential?: string) =>
+      fetch(`${store.stack.services["db-service"].url}/merch.store.v1.${path}`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          ...(credential === undefined ? {} : { "x-service-credential": credential }),
+        },
+        body: JSON.stringify(body),
+      });
+    const customer = await newAccount("ds");
+    const [session] = await sql`SELECT id FROM sessions WHERE user_id = ${customer.id}`;
+    const asCustomer = { userId: customer.id, sessionId: session?.id };
+    const cred = store.stack.serviceCredential;
+    for (const [path, body] of [
+      ["UserService/SetUserRole", { username: customer.username, role: "ROLE_STAFF" }],
+      ["CatalogueService/CreateProduct", { session: asCustomer, name: "N", category: "C", price: "1.00" }],
+      ["CatalogueService/AdjustStock", { session: asCustomer, id: 1, delta: 1, reason: "r" }],
+      ["OrderService/ListAllOrders", { session: asCustomer }],
+      ["OrderService/MarkOrderReady", { session: asCustomer, orderId: 1 }],
+    ] as const) {
+      const refused = await call(path, body);
+      assert.equal(refused.status, 401, path);
+      if (path === "UserService/SetUserRole") continue;
+      const denied = await call(path, body, cred);
+      assert.equal(denied.status, 403, path);
+      assert.match(await denied.text(), /staff_only/, path);
+    }
+    const [row] = await sql`SELECT role FROM users WHERE id = ${customer.id}`;
+    assert.equal(row?.role, "customer");
   });
 });
 
@@ -552,9 +575,35 @@ describe("concurrency", () => {
       cancels.push(a("POST", `/orders/${o.id}/cancel`, { token: staff.token }));
       cancels.push(b("POST", `/orders/${o.id}/cancel`, { token: owner.token }));
     }
-    const answers = (await Promise.all(cancels)) as { status: number }[];
+    // A second wave of restocks and orders races the cancellations.
+    const firstWave = placed.length;
+    const wave: Promise<void>[] = [];
+    for (let i = 0; i < 100; i++) {
+      const api = clients[(i + 3) % clients.length] as ReturnType<typeof client>;
+      const customer = customers[(i + 1) % customers.length] as Account;
+      wave.push(
+        api<ProductJson>("POST", `/products/${p.id}/stock`, {
+          token: staff.token,
+          body: { delta: -1, reason: `wave ${i}` },
+        }).then((res) => {
+          if (res.status === 200) deltas -= 1;
+          else expectCode(res, 409, "insufficient_stock");
+        }),
+        api<OrderJson>("POST", "/orders", {
+          token: customer.token,
+          body: { product_id: p.id, quantity: 1 },
+        }).then((res) => {
+          if (res.status === 201) placed.push(res.body);
+          else expectCode(res, 409, "insufficient_stock");
+        }),
+      );
+    }
+    const [answers] = (await Promise.all([Promise.all(cancels), Promise.all(wave)])) as [{ status: number }[], void[]];
     assert.ok(answers.every((r) => r.status === 200));
-    const cancelledQty = placed.filter((_, i) => i % 2 === 0).reduce((sum, o) => sum + o.quantity, 0);
+    const cancelledQty = placed
+      .slice(0, firstWave)
+      .filter((_, i) => i % 2 === 0)
+      .reduce((sum, o) => sum + o.quantity, 0);
     const placedQty = placed.reduce((sum, o) => sum + o.quantity, 0);
     const [row] = await sql`SELECT stock FROM products WHERE id = ${p.id}`;
     assert.equal(row?.stock, initial + deltas - placedQty + cancelledQty);

@@ -27,6 +27,7 @@ const TABLES: PgTable[] = [
   schema.sessions,
   schema.throttle,
   schema.knownLogins,
+  schema.stockAdjustments,
 ];
 
 interface ColumnShape {

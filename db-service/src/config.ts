@@ -54,7 +54,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): DbServiceConfi
         accountMaxFailures: e.int("LOGIN_MAX_FAILURES", 5, 1, 1000),
         addressMaxFailures: e.int("LOGIN_ADDRESS_MAX_FAILURES", 1000, 1, 1_000_000),
         windowS: e.int("LOGIN_WINDOW_S", 900, 1, 86_400),
-        busyWaitMs: e.int("LOGIN_BUSY_WAIT_MS", 5000, 0, 60_000),
+        // Below the gateway's RPC_TIMEOUT_MS (5 s): a login that waited too long is a 429 to retry, not a 504.
+        busyWaitMs: e.int("LOGIN_BUSY_WAIT_MS", 3500, 0, 60_000),
         registerAddressMax: e.int("REGISTER_ADDRESS_MAX", 1000, 1, 1_000_000),
         registerWindowS: e.int("REGISTER_WINDOW_S", 600, 1, 86_400),
       },

@@ -1,4 +1,4 @@
-import { inArray, lt, sql } from "drizzle-orm";
+import { lt, sql } from "drizzle-orm";
 import type { Db } from "./db.ts";
 import { knownLogins, throttle } from "./schema.ts";
 
@@ -63,62 +63,54 @@ export async function hit(db: Db, limits: readonly Limit[]): Promise<Verdict> {
 export type Reservation = { state: "reserved" } | { state: "busy" } | { state: "full"; retryAfterS: number };
 
 /**
- * Reserves one password check on every key at once, or on none: a key takes a check while its
- * wrong passwords plus the checks under way stay below its limit. So 40 parallel guesses against
- * a limit of 5 get 5 checks; the rest are refused once those 5 are counted wrong, never checked.
- * A refused attempt counts nothing.
+ * Reserves one password check on every key, or on none: a key takes a check while its wrong
+ * passwords plus the checks under way stay below its limit. So 40 parallel guesses against a
+ * limit of 5 get 5 checks; the rest are refused once those 5 are counted wrong, never checked.
+ * A refused attempt counts nothing. Each key is one statement of its own, in key order, so a
+ * reservation never holds two row locks at once and can never deadlock with a settlement.
  */
 export async function reserveCheck(db: Db, limits: readonly Limit[]): Promise<Reservation> {
-  if (limits.length === 0) return { state: "reserved" };
   const ended = sql`${throttle.windowEnds} <= now()`;
-  return db
-    .transaction(async (tx) => {
-      for (const l of limits) {
-        const rows = await tx
-          .insert(throttle)
-          .values({
-            key: l.key,
-            hits: 0,
-            pending: 1,
-            windowEnds: sql<string>`now() + make_interval(secs => ${l.windowS})`,
-          })
-          .onConflictDoUpdate({
-            target: throttle.key,
-            set: {
-              hits: sql`CASE WHEN ${ended} THEN 0 ELSE ${throttle.hits} END`,
-              pending: sql`CASE WHEN ${ended} THEN 1 ELSE ${throttle.pending} + 1 END`,
-              windowEnds: sql`CASE WHEN ${ended} THEN excluded.${sql.identifier("window_ends")} ELSE ${throttle.windowEnds} END`,
-            },
-            setWhere: sql`${ended} OR ${throttle.hits} + ${throttle.pending} < ${l.max}`,
-          })
-          .returning({ key: throttle.key });
-        if (rows.length === 0) {
-          const [row] = await tx
-            .select({
-              hits: throttle.hits,
-              secondsLeft: sql<number>`ceil(extract(epoch FROM ${throttle.windowEnds} - now()))::int`,
-            })
-            .from(throttle)
-            .where(sql`${throttle.key} = ${l.key}`);
-          const verdict: Reservation =
-            row && row.hits >= l.max ? { state: "full", retryAfterS: Math.max(row.secondsLeft, 1) } : { state: "busy" };
-          // Nothing reserved on the keys before this one either.
-          throw new Refused(verdict);
-        }
-      }
-      return { state: "reserved" } as const;
-    })
-    .catch((err: unknown) => {
-      if (err instanceof Refused) return err.verdict;
-      throw err;
-    });
+  const reserved: string[] = [];
+  for (const l of [...limits].sort((a, b) => (a.key < b.key ? -1 : 1))) {
+    const rows = await db
+      .insert(throttle)
+      .values({ key: l.key, hits: 0, pending: 1, windowEnds: sql<string>`now() + make_interval(secs => ${l.windowS})` })
+      .onConflictDoUpdate({
+        target: throttle.key,
+        set: {
+          hits: sql`CASE WHEN ${ended} THEN 0 ELSE ${throttle.hits} END`,
+          pending: sql`CASE WHEN ${ended} THEN 1 ELSE ${throttle.pending} + 1 END`,
+          windowEnds: sql`CASE WHEN ${ended} THEN excluded.${sql.identifier("window_ends")} ELSE ${throttle.windowEnds} END`,
+        },
+        setWhere: sql`${ended} OR ${throttle.hits} + ${throttle.pending} < ${l.max}`,
+      })
+      .returning({ key: throttle.key });
+    if (rows.length > 0) {
+      reserved.push(l.key);
+      continue;
+    }
+    // Refused: what this key says, and the keys reserved before it are given back.
+    const [row] = await db
+      .select({
+        hits: throttle.hits,
+        secondsLeft: sql<number>`ceil(extract(epoch FROM ${throttle.windowEnds} - now()))::int`,
+      })
+      .from(throttle)
+      .where(sql`${throttle.key} = ${l.key}`);
+    if (reserved.length > 0) await release(db, reserved);
+    return row && row.hits >= l.max ? { state: "full", retryAfterS: Math.max(row.secondsLeft, 1) } : { state: "busy" };
+  }
+  return { state: "reserved" };
 }
 
-class Refused extends Error {
-  readonly verdict: Reservation;
-  constructor(verdict: Reservation) {
-    super("refused");
-    this.verdict = verdict;
+/** Gives reserved checks back, one key per statement, in key order. */
+async function release(db: Db, keys: readonly string[]): Promise<void> {
+  for (const key of [...keys].sort()) {
+    await db
+      .update(throttle)
+      .set({ pending: sql`greatest(${throttle.pending} - 1, 0)` })
+      .where(sql`${throttle.key} = ${key}`);
   }
 }
 
@@ -134,20 +126,26 @@ export async function settleCheck(
   windowS: number,
   cleared: readonly string[] = [],
 ): Promise<void> {
-  if (keys.length === 0) return;
-  await db
-    .update(throttle)
-    .set({
-      pending: sql`greatest(${throttle.pending} - 1, 0)`,
-      ...(wrong
-        ? {
-            hits: sql`${throttle.hits} + 1`,
-            windowEnds: sql`CASE WHEN ${throttle.hits} = 0 THEN now() + make_interval(secs => ${windowS}) ELSE ${throttle.windowEnds} END`,
-          }
-        : {}),
-    })
-    .where(inArray(throttle.key, [...keys]));
-  if (!wrong && cleared.length > 0) await db.delete(throttle).where(inArray(throttle.key, [...cleared]));
+  // One key per statement, in key order: two settlements in one transaction each lock the keys in
+  // the same order, so they never deadlock (a small table is scanned in heap order otherwise).
+  for (const key of [...keys].sort()) {
+    if (!wrong && cleared.includes(key)) {
+      await db.delete(throttle).where(sql`${throttle.key} = ${key}`);
+      continue;
+    }
+    await db
+      .update(throttle)
+      .set({
+        pending: sql`greatest(${throttle.pending} - 1, 0)`,
+        ...(wrong
+          ? {
+              hits: sql`${throttle.hits} + 1`,
+              windowEnds: sql`CASE WHEN ${throttle.hits} = 0 THEN now() + make_interval(secs => ${windowS}) ELSE ${throttle.windowEnds} END`,
+            }
+          : {}),
+      })
+      .where(sql`${throttle.key} = ${key}`);
+  }
 }
 
 /** Windows that have ended hold nothing worth keeping, nor addresses not logged in from for KNOWN_FOR_DAYS. */

@@ -54,7 +54,7 @@ async function reserveOrRefuse(database: Database, keyed: Limit[], busyWaitMs: n
       });
     }
     await new Promise((r) => setTimeout(r, pause));
-    pause = Math.min(pause * 2, 100);
+    pause = Math.min(pause * 2, 25);
   }
 }
 

@@ -10,6 +10,8 @@ import { Sink, type SinkStatus } from "./sink.ts";
 
 export interface LogServiceHandle {
   readonly port: number;
+  /** Where /metrics is served (METRICS_PORT), never the RPC port. */
+  readonly metricsPort: number;
   /** Answers open streams with their counts, makes everything accepted durable, then stops. */
   close(): Promise<void>;
 }
@@ -78,6 +80,7 @@ export async function startLogService(config: LogServiceConfig, logger: Logger):
 
   return {
     port: server.port,
+    metricsPort: server.metricsPort,
     async close() {
       await server.close(config.shutdownGraceMs);
       await sink.close();

@@ -79,7 +79,7 @@ test("log-service killed with events in its spool: restarted, it replays them be
     () => statusOf(second.baseUrl),
     (s) => s.spool.events === 0,
   );
-  const metrics = await metricsOf(second.baseUrl);
+  const metrics = await metricsOf(second.metricsUrl);
   assert.ok((metrics.get("log_events_published_total") ?? 0) >= 900, "replayed 600 + published 300");
 
   second.child.kill("SIGTERM");
@@ -102,7 +102,7 @@ test("SIGTERM answers an open stream with its counts, and everything it accepted
     yield* batches(events, 20);
     await eventually(
       "all 200 seen by log-service",
-      () => metricsOf(log.baseUrl),
+      () => metricsOf(log.metricsUrl),
       (m) => m.get("log_events_accepted_total") === 200,
     );
     log.child.kill("SIGTERM");

@@ -153,7 +153,7 @@ test("WriteLogs as a plain JSON POST, as curl sends it (with the service credent
   const body = (await bad.json()) as { code: string; message: string };
   assert.equal(body.code, "invalid_argument");
   assert.match(body.message, /events\[0\]\.level/);
-  assert.equal((await metricsOf(log.baseUrl)).get("log_events_rejected_total"), 150 + 2 + 1);
+  assert.equal((await metricsOf(log.metricsUrl)).get("log_events_rejected_total"), 150 + 2 + 1);
 });
 
 test("tail-logs follows the file: what is there with --from-beginning, then what is appended", {

@@ -53,7 +53,7 @@ test("broker stopped mid-stream and started again: every event arrives, via the 
         // Published directly first, so the outage interrupts a working pipeline.
         await eventually(
           "first 1000 published",
-          () => metricsOf(log.baseUrl),
+          () => metricsOf(log.metricsUrl),
           (m) => m.get("log_events_published_total") === 1000,
         );
         stopping = broker.stop();
@@ -71,7 +71,7 @@ test("broker stopped mid-stream and started again: every event arrives, via the 
   assert.equal(res.accepted, 3000n);
   assert.equal(res.rejected, 0n);
 
-  const metrics = await metricsOf(log.baseUrl);
+  const metrics = await metricsOf(log.metricsUrl);
   const spooled = metrics.get("log_events_spooled_total") ?? 0;
   assert.ok(spooled > 0, "events went to the spool while the broker was down");
   assert.ok(spooled <= 2000, "at least the first 1000 went straight to Kafka");
@@ -121,7 +121,7 @@ test("spool full while Kafka is down: the overflow is dropped, counted, and not 
   assert.equal(first.rejected, 0n);
   assert.ok(accepted > 0 && accepted < 40, `some fit in 4 KiB, not all: accepted ${accepted}`);
 
-  const metrics = await metricsOf(log.baseUrl);
+  const metrics = await metricsOf(log.metricsUrl);
   const dropped = metrics.get("log_events_dropped_total") ?? 0;
   assert.ok(dropped > 0);
   assert.equal(metrics.get("log_events_accepted_total"), accepted);

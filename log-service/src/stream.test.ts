@@ -191,7 +191,7 @@ test("WriteLogs with an invalid event is INVALID_ARGUMENT naming the field, and 
       "only the marker, nothing of the refused batches",
     );
     assert.equal(await topicSize(broker.brokers, topic), 1);
-    const metrics = await metricsOf(other.baseUrl);
+    const metrics = await metricsOf(other.metricsUrl);
     assert.equal(metrics.get("log_events_rejected_total"), 8);
     assert.equal(metrics.get("log_events_accepted_total"), 1);
   } finally {
@@ -220,7 +220,7 @@ test("health is SERVING, reflection lists the service, /metrics and /status answ
   assert.equal(status.connected, true);
   assert.equal(status.accepting, true);
   assert.deepEqual(status.spool, { bytes: 0, events: 0, max_bytes: 64 * 1024 * 1024 });
-  const metrics = await metricsOf(log.baseUrl);
+  const metrics = await metricsOf(log.metricsUrl);
   assert.equal(metrics.get("log_sink_connected"), 1);
   assert.equal(metrics.get("log_events_dropped_total"), 0);
   assert.equal(metrics.get("log_events_spooled_total"), 0);

@@ -36,6 +36,8 @@ export function tempDir(prefix: string): string {
 
 export interface LogClients {
   baseUrl: string;
+  /** The service's /metrics, on its metrics port. */
+  metricsUrl: string;
   /** gRPC over h2c, as the gateway calls it. */
   grpc: Client<typeof LogService>;
   /** Connect JSON over HTTP/1.1, as a browser would. */
@@ -44,14 +46,16 @@ export interface LogClients {
   closeClients(): void;
 }
 
-export function logClients(port: number): LogClients {
+export function logClients(port: number, metricsPort: number): LogClients {
   const baseUrl = `http://127.0.0.1:${port}`;
+  const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
   // Owned here so that it can be closed: an open session keeps the test process alive.
   const h2 = new GuardedSessionManager(baseUrl);
   const interceptors = [sendServiceCredential(TEST_LOG_CREDENTIAL)];
   const grpcTransport = createGrpcTransport({ baseUrl, sessionManager: h2, interceptors });
   return {
     baseUrl,
+    metricsUrl,
     grpc: createClient(LogService, grpcTransport),
     connectJson: createClient(
       LogService,
@@ -80,7 +84,7 @@ export async function startInProcess(env: Record<string, string> = {}): Promise<
     ...env,
   });
   const service = await startLogService(config, createLogger("log-service", process.env.TEST_LOG_LEVEL ?? "silent"));
-  const clients = logClients(service.port);
+  const clients = logClients(service.port, service.metricsPort);
   return {
     ...clients,
     service,
@@ -119,20 +123,22 @@ export async function spawnLogService(env: Record<string, string>): Promise<Chil
     child.once("exit", (code, signal) => done(code ?? signal ?? -1)),
   );
   const output: string[] = [];
-  const port = await new Promise<number>((resolvePort, reject) => {
+  const [port, metricsPort] = await new Promise<[number, number]>((resolvePort, reject) => {
     const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+    let rpc: number | undefined;
     lines.on("line", (line) => {
       output.push(line);
       const entry = parseJson(line);
-      if (entry && typeof entry.port === "number" && String(entry.msg).startsWith("listening")) {
-        resolvePort(entry.port);
+      if (entry && typeof entry.port === "number" && String(entry.msg).startsWith("listening")) rpc = entry.port;
+      if (entry && typeof entry.port === "number" && entry.msg === "serving /metrics" && rpc !== undefined) {
+        resolvePort([rpc, entry.port]);
       }
     });
     void exited.then((code) =>
       reject(new Error(`log-service exited (${code}) before listening:\n${output.join("\n")}`)),
     );
   });
-  return { ...logClients(port), child, port, exited, output };
+  return { ...logClients(port, metricsPort), child, port, exited, output };
 }
 
 function parseJson(line: string): Record<string, unknown> | undefined {
@@ -205,8 +211,8 @@ export function isAscending(list: readonly number[]): boolean {
 }
 
 /** The samples of /metrics, by name. */
-export async function metricsOf(baseUrl: string): Promise<Map<string, number>> {
-  const text = await (await fetch(`${baseUrl}/metrics`)).text();
+export async function metricsOf(metricsUrl: string): Promise<Map<string, number>> {
+  const text = await (await fetch(metricsUrl)).text();
   const out = new Map<string, number>();
   for (const line of text.split("\n")) {
     const m = /^([a-z_]+) (\S+)$/.exec(line);

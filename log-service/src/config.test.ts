@@ -18,7 +18,22 @@ test("defaults: loopback only, no broker (file sink), log-channel, 64 MiB spool"
   assert.equal(c.spoolMaxBytes, 64 * 1024 * 1024);
   assert.equal(c.serviceCredential, undefined);
   assert.equal(c.host, "127.0.0.1");
+  assert.deepEqual(c.metrics, { port: 9466, host: "127.0.0.1" }, "/metrics on a loopback port of its own");
   assert.equal(c.shutdownGraceMs, 10_000);
+});
+
+test("the metrics port and host are checked at start-up", () => {
+  assert.throws(
+    () => loadConfig({ METRICS_PORT: "http", METRICS_HOST: "not a host!" }),
+    (err: unknown) =>
+      err instanceof ConfigError &&
+      /METRICS_PORT must be an integer/.test(err.message) &&
+      /METRICS_HOST must be an IP address or a host name, got "not a host!"/.test(err.message),
+  );
+  assert.deepEqual(loadConfig({ METRICS_PORT: "9999", METRICS_HOST: "0.0.0.0" }).metrics, {
+    port: 9999,
+    host: "0.0.0.0",
+  });
 });
 
 test("values are read and checked, every problem reported at once", () => {

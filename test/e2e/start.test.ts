@@ -118,10 +118,20 @@ test("npm start runs the store, prints its URLs, keeps data between runs and sto
   const credential = readFileSync(join(dataDir, "service-credential"), "utf8").trim();
   assert.ok(credential.length >= 32);
   // Only the gateway is reachable from other machines.
-  assert.deepEqual(listening(pidOn(ports.db)), [`127.0.0.1:${ports.db}`]);
-  assert.deepEqual(listening(pidOn(ports.log)), [`127.0.0.1:${ports.log}`]);
+  // Each service's /metrics is on a loopback port of its own, never its public or RPC port.
+  const metricsUrls = state.metricsUrls as unknown as Record<string, string>;
+  const metricsAt = (name: string) => {
+    const url = new URL(metricsUrls[name] ?? "");
+    assert.equal(url.hostname, "127.0.0.1", `${name}'s metrics`);
+    return `127.0.0.1:${url.port}`;
+  };
+  const sorted = (list: string[]) => [...list].sort();
+  assert.deepEqual(sorted(listening(pidOn(ports.db))), sorted([`127.0.0.1:${ports.db}`, metricsAt("db-service")]));
+  assert.deepEqual(sorted(listening(pidOn(ports.log))), sorted([`127.0.0.1:${ports.log}`, metricsAt("log-service")]));
   assert.deepEqual(listening(pidOn(ports.pg)), [`127.0.0.1:${ports.pg}`]);
-  assert.deepEqual(listening(pidOn(ports.gateway)), [`0.0.0.0:${ports.gateway}`]);
+  assert.deepEqual(sorted(listening(pidOn(ports.gateway))), sorted([`0.0.0.0:${ports.gateway}`, metricsAt("gateway")]));
+  assert.equal((await fetch(`${base}/metrics`)).status, 404, "no /metrics on the public port");
+  assert.equal((await fetch(metricsUrls.gateway ?? "")).status, 200);
   const login = await fetch(`${base}/users/login`, {
     method: "POST",
     headers: { "content-type": "application/json" },

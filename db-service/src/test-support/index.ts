@@ -56,6 +56,7 @@ export async function startDbStack(env: Record<string, string> = {}): Promise<Db
     loadConfig({
       DATABASE_URL: pg.url,
       PORT: "0",
+      METRICS_PORT: "0",
       HOST: "127.0.0.1",
       DB_CONNECT_TIMEOUT_S: "2",
       SERVICE_CREDENTIAL: TEST_SERVICE_CREDENTIAL,

@@ -77,6 +77,7 @@ export async function startInProcess(env: Record<string, string> = {}): Promise<
   const dataDir = env.DATA_DIR ?? tempDir("log-service");
   const config = loadConfig({
     PORT: "0",
+    METRICS_PORT: "0",
     HOST: "127.0.0.1",
     SHUTDOWN_GRACE_MS: "5000",
     DATA_DIR: dataDir,
@@ -112,6 +113,7 @@ export async function spawnLogService(env: Record<string, string>): Promise<Chil
     env: {
       ...process.env,
       PORT: "0",
+      METRICS_PORT: "0",
       HOST: "127.0.0.1",
       SERVICE_CREDENTIAL: TEST_LOG_CREDENTIAL,
       ...env,

@@ -51,10 +51,10 @@ function ctrlC(child: ChildProcess, signal: NodeJS.Signals = "SIGINT"): void {
   }
 }
 
-async function until(what: string, condition: () => boolean, timeoutMs: number): Promise<void> {
+async function until(what: string, condition: () => boolean, timeoutMs: number, output = () => ""): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
-    assert.ok(Date.now() < deadline, `timed out waiting for ${what}`);
+    assert.ok(Date.now() < deadline, `timed out waiting for ${what}:\n${output().slice(-6000)}`);
     await new Promise((r) => setTimeout(r, 10));
   }
 }
@@ -92,7 +92,12 @@ test("Ctrl-C during the first start's initdb, then npm start again: the store co
   assert.ok(!existsSync(join(dataDir, "pg", "PG_VERSION")), "no cluster was left in place half-made");
 
   const second = npmStart(ports);
-  await until("the store to be ready", () => second.output().includes("The SUSTech Merch Store is ready."), 120_000);
+  await until(
+    "the store to be ready",
+    () => second.output().includes("The SUSTech Merch Store is ready."),
+    120_000,
+    second.output,
+  );
   const base = `http://127.0.0.1:${ports.gateway}`;
   const account = { sid: "I1", username: "interrupted", email: "i@example.com", password: "start me again" };
   const reg = await fetch(`${base}/users/register`, {

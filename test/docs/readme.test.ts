@@ -1,10 +1,14 @@
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { delimiter } from "node:path";
 import { test } from "node:test";
+import { promisify } from "node:util";
 import { loadConfig as loadDbConfig } from "@merch/db-service";
 import { loadConfig as loadGatewayConfig } from "@merch/gateway";
 import { TRACING_ENV } from "@merch/kit";
 import { loadConfig as loadLogConfig } from "@merch/log-service";
-import { configReads, read } from "../deploy/support.ts";
+import { freePort } from "@merch/testkit";
+import { configReads, REPO_ROOT, read } from "../deploy/support.ts";
 
 // The configuration tables of README.md and log-service/README.md against what each service
 // really reads at start-up: its loadConfig (recorded through a proxy environment), LOG_LEVEL
@@ -75,4 +79,51 @@ test("log-service/README.md's Environment table names exactly the variables log-
   // NODE_ENV only decides whether SERVICE_CREDENTIAL is required, which its row says.
   doc.add("NODE_ENV");
   assert.deepEqual([...doc].sort(), [...reads("log-service")].sort());
+});
+
+// README commands as a newcomer runs them (issue 22.2): the machine's own node (here Node 20,
+// which cannot run .ts), with nothing of node_modules/.bin on PATH; npm and npx bring Node 24.
+const READMES = ["README.md", "log-service/README.md"];
+const machinePath = (process.env.PATH ?? "")
+  .split(delimiter)
+  .filter((dir) => !dir.includes("node_modules"))
+  .join(delimiter);
+const sh = promisify(execFile);
+const asNewcomer = (command: string) =>
+  sh("sh", ["-c", command], { cwd: REPO_ROOT, env: { ...process.env, PATH: machinePath }, timeout: 60_000 }).then(
+    (r) => ({ code: 0, ...r }),
+    (err: { code?: number; stdout?: string; stderr?: string }) => ({
+      code: err.code ?? -1,
+      stdout: err.stdout ?? "",
+      stderr: err.stderr ?? "",
+    }),
+  );
+
+test("no README runs a .ts file with a bare node: npm run, npx node or node_modules/.bin/node", () => {
+  for (const file of READMES) {
+    for (const m of read(file).matchAll(/(\S*?)\bnode\s+(?:--\S+\s+)*[\w./-]+\.ts\b/g)) {
+      const before = read(file).slice(Math.max(0, (m.index ?? 0) - 14), m.index ?? 0);
+      const ok = /(npx |npm exec -- )$/.test(before) || (m[1] ?? "").endsWith("node_modules/.bin/");
+      assert.ok(ok, `${file}: "${m[0]}" needs Node 24: write npx node, or an npm script`);
+    }
+  }
+  assert.match(read("README.md"), /Every command here that runs a `\.ts` file goes through npm/);
+});
+
+test("README's .ts commands run as written on the machine's node", async (t) => {
+  t.diagnostic(`the machine's node: ${(await asNewcomer("node --version")).stdout.trim()}`);
+  // The health check line, pointed at a port nothing listens on: the script itself must run and
+  // say why the check fails (not Node refusing the .ts file).
+  const line = read("README.md").match(/`(npx node kit\/src\/healthcheck\.ts grpc http:\/\/127\.0\.0\.1:)50051`/);
+  assert.ok(line?.[1], "README's health check command");
+  const check = await asNewcomer(`${line[1]}${await freePort()}`);
+  assert.equal(check.code, 1, check.stderr);
+  assert.match(check.stderr, /^healthcheck: /m);
+  assert.doesNotMatch(check.stderr, /ERR_UNKNOWN_FILE_EXTENSION/);
+  // npx node is the repository's Node 24.
+  assert.match((await asNewcomer("npx node --version")).stdout, /^v24\./);
+  // log-service/README.md's npm forms.
+  const logs = await asNewcomer("npm run logs -- --help");
+  assert.equal(logs.code, 0, logs.stderr);
+  assert.match(logs.stderr, /usage: npm run logs/);
 });

@@ -127,3 +127,58 @@ test("README's .ts commands run as written on the machine's node", async (t) => 
   assert.equal(logs.code, 0, logs.stderr);
   assert.match(logs.stderr, /usage: npm run logs/);
 });
+
+/** [major, minor, patch] of "24.21.0", "v20.1" or "10.x" (a missing or wildcard part is 0). */
+const version = (v: string): number[] =>
+  v
+    .replace(/^v/, "")
+    .split(".")
+    .map((p) => (/^[0-9]+$/.test(p) ? Number(p) : 0))
+    .concat(0, 0)
+    .slice(0, 3);
+const compare = (a: number[], b: number[]): number => {
+  for (let i = 0; i < 3; i++) if ((a[i] ?? 0) !== (b[i] ?? 0)) return (a[i] ?? 0) - (b[i] ?? 0);
+  return 0;
+};
+
+/** Whether Node `v` satisfies an engines range of the forms npm packages use (>=, <, ^, x, x.*, ||). */
+function satisfies(v: string, range: string): boolean {
+  const have = version(v);
+  return range.split("||").some((alternative) =>
+    alternative
+      .trim()
+      .replace(/([<>=^~]+)\s+/g, "$1")
+      .split(/\s+/)
+      .every((comparator) => {
+        const [, op = "", want = ""] = comparator.match(/^([<>=^~]*)(.*)$/) ?? [];
+        if (want === "*" || want === "") return true;
+        const min = version(want);
+        const parts = want.split(".").filter((p) => /^[0-9]+$/.test(p)).length;
+        const c = compare(have, min);
+        if (op === ">=") return c >= 0;
+        if (op === ">") return c > 0;
+        if (op === "<") return c < 0;
+        if (op === "<=") return c <= 0;
+        if (op === "^") return have[0] === min[0] && c >= 0;
+        assert.equal(op, "", `engines range "${range}": a form this test does not read`);
+        return have.slice(0, parts).every((n, i) => n === min[i]);
+      }),
+  );
+}
+
+test("README's count of EBADENGINE warnings on Node 20 is package-lock's, and Node 24 satisfies them all", () => {
+  const lock = JSON.parse(read("package-lock.json")) as { packages: Record<string, { engines?: { node?: string } }> };
+  const pinned = (JSON.parse(read("package.json")) as { devDependencies: { node: string } }).devDependencies.node;
+  assert.ok(satisfies("20.19.0", "^16 || ^18 || >=20") && !satisfies("20.19.0", ">=22") && satisfies("20.1.0", "20"));
+  const wantMore: string[] = [];
+  for (const [path, pkg] of Object.entries(lock.packages)) {
+    const range = pkg.engines?.node;
+    if (path === "" || range === undefined) continue;
+    assert.ok(satisfies(pinned, range), `${path} wants Node ${range}: more than the pinned ${pinned}`);
+    // npm warns on any Node 20 it does not satisfy; the machine's is 20.20.
+    if (!satisfies("20.20.2", range)) wantMore.push(path.replace(/.*node_modules\//, ""));
+  }
+  const said = read("README.md").match(/`npm warn EBADENGINE` for ([0-9]+) packages/);
+  assert.ok(said, "README says how many EBADENGINE warnings Node 20 prints");
+  assert.equal(Number(said[1]), wantMore.length, `the packages that want more than Node 20: ${wantMore.join(", ")}`);
+});

@@ -48,8 +48,8 @@ export class ProductCache {
   #following = false;
   /** Counts the stream's snapshots: a read that one overtook is dropped. */
   #snapshots = 0;
-  /** Products heard (from the stream or a write) while a read is in flight, laid over its answer. */
-  #heard: Map<number, Product> | undefined;
+  /** Products heard (from the stream or a write; undefined: removed) while a read is in flight, laid over its answer. */
+  #heard: Map<number, Product | undefined> | undefined;
   readonly #stop = new AbortController();
   #watching: Promise<void> = Promise.resolve();
 
@@ -76,12 +76,12 @@ export class ProductCache {
   }
 
   async list(): Promise<Product[]> {
-    return [...(await this.#fresh()).byId.values()].map((e) => e.product);
+    return byId(await this.#fresh()).map((e) => e.product);
   }
 
   async listJson(): Promise<string> {
     const snapshot = await this.#fresh();
-    snapshot.list ??= JSON.stringify([...snapshot.byId.values()].map((e) => productJson(e.product)));
+    snapshot.list ??= JSON.stringify(byId(snapshot).map((e) => productJson(e.product)));
     return snapshot.list;
   }
 
@@ -97,6 +97,15 @@ export class ProductCache {
   /** A product as a write just left it: applied at once, for the writer's next read. */
   apply(product: Product): void {
     if (this.#snapshot?.byId.has(product.id)) this.#upsert(product);
+  }
+
+  /**
+   * A product as staff just left it: added (a new one, or one brought back) or, once archived,
+   * dropped from the pages at once.
+   */
+  applyCatalogue(product: Product, archived: boolean): void {
+    if (archived) this.#remove([product.id]);
+    else this.#upsert(product);
   }
 
   #fresh(): Promise<Snapshot> {
@@ -123,7 +132,7 @@ export class ProductCache {
   async #read(): Promise<Snapshot> {
     const startedAt = this.#now();
     const snapshots = this.#snapshots;
-    const heard = new Map<number, Product>();
+    const heard = new Map<number, Product | undefined>();
     this.#heard = heard;
     try {
       const { products } = await this.#db.products.listProducts({});
@@ -131,7 +140,10 @@ export class ProductCache {
       const snapshot = { takenAt: startedAt, byId: entries(products) };
       // What the stream or a write said meanwhile is at least as new as this answer for its
       // product (a later change would follow on the stream).
-      for (const product of heard.values()) snapshot.byId.set(product.id, entry(product));
+      for (const [id, product] of heard) {
+        if (product === undefined) snapshot.byId.delete(id);
+        else snapshot.byId.set(id, entry(product));
+      }
       if (this.#ttlMs === 0) return snapshot;
       if (this.#snapshots === snapshots) this.#snapshot = snapshot;
       return this.#snapshot ?? snapshot;
@@ -155,6 +167,7 @@ export class ProductCache {
             backoff = RETRY_MIN_MS;
           } else {
             for (const product of change.products) this.#upsert(product);
+            this.#remove(change.removedIds);
           }
         }
       } catch (err) {
@@ -169,6 +182,14 @@ export class ProductCache {
     this.#following = false;
   }
 
+  #remove(ids: number[]): void {
+    for (const id of ids) this.#heard?.set(id, undefined);
+    const snapshot = this.#snapshot;
+    if (!snapshot || ids.length === 0) return;
+    for (const id of ids) snapshot.byId.delete(id);
+    snapshot.list = undefined;
+  }
+
   #upsert(product: Product): void {
     this.#heard?.set(product.id, product);
     const snapshot = this.#snapshot;
@@ -180,6 +201,11 @@ export class ProductCache {
 
 function entry(product: Product): Entry {
   return { product, json: JSON.stringify(productJson(product)) };
+}
+
+/** The entries by id: a product brought back from the archive goes back in its place. */
+function byId(snapshot: Snapshot): Entry[] {
+  return [...snapshot.byId.values()].sort((a, b) => a.product.id - b.product.id);
 }
 
 function entries(products: Product[]): Map<number, Entry> {

@@ -1,8 +1,10 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { delimiter } from "node:path";
+import { readFileSync } from "node:fs";
+import { delimiter, join } from "node:path";
 import { test } from "node:test";
 import { promisify } from "node:util";
+import { brotliCompressSync, constants, gzipSync } from "node:zlib";
 import { loadConfig as loadDbConfig } from "@merch/db-service";
 import { loadConfig as loadGatewayConfig } from "@merch/gateway";
 import { TRACING_ENV } from "@merch/kit";
@@ -181,4 +183,26 @@ test("README's count of EBADENGINE warnings on Node 20 is package-lock's, and No
   const said = read("README.md").match(/`npm warn EBADENGINE` for ([0-9]+) packages/);
   assert.ok(said, "README says how many EBADENGINE warnings Node 20 prints");
   assert.equal(Number(said[1]), wantMore.length, `the packages that want more than Node 20: ${wantMore.join(", ")}`);
+});
+
+test("README's sizes of the storefront's script are what the gateway sends (within 2 KiB)", () => {
+  const said = read("README.md").match(
+    /`gateway\/storefront\/dist\/shop\.js` \(([0-9]+) KiB; ([0-9]+) KiB as sent with Brotli, ([0-9]+) KiB with gzip\)/,
+  );
+  assert.ok(said, "README quotes shop.js's sizes");
+  // Compressed as gateway/src/plugins/static-asset.ts does it at start-up.
+  const script = readFileSync(join(REPO_ROOT, "gateway", "storefront", "dist", "shop.js"));
+  const sizes = {
+    identity: script.length,
+    br: brotliCompressSync(script, { params: { [constants.BROTLI_PARAM_QUALITY]: 9 } }).length,
+    gzip: gzipSync(script, { level: 9 }).length,
+  };
+  const kib = (encoding: keyof typeof sizes) => sizes[encoding] / 1024;
+  for (const [i, encoding] of (["identity", "br", "gzip"] as const).entries()) {
+    const quoted = Number(said[i + 1]);
+    assert.ok(
+      Math.abs(quoted - kib(encoding)) <= 2,
+      `${encoding}: README says ${quoted} KiB, it is ${kib(encoding).toFixed(1)} KiB`,
+    );
+  }
 });

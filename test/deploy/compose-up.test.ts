@@ -26,6 +26,8 @@ const MINUTE = 60_000;
 const PROJECT = `merch-up-${randomBytes(3).toString("hex")}`;
 const SERVERS = ["postgres", "kafka", "db-service", "log-service", "gateway"] as const;
 const JOBS = ["kafka-init", "db-init"] as const;
+/** The services compose builds from the Dockerfile (db-init runs db-service's image). */
+const BUILT = ["db-init", "db-service", "log-service", "gateway"] as const;
 const log = (line: string) => process.stderr.write(`# ${line}\n`);
 
 let dir: string;
@@ -92,13 +94,29 @@ async function allHealthy(timeoutMs: number): Promise<Map<string, ContainerState
   });
 }
 
+/** Each server's slowest health-check probe so far, from Docker's own record of them. */
+async function slowestProbes(): Promise<string> {
+  const ids = (await dc(["ps", "-q", ...SERVERS], MINUTE)).split("\n").filter(Boolean);
+  const format = '{{index .Config.Labels "com.docker.compose.service"}}|{{json .State.Health.Log}}';
+  return (await docker(["inspect", "--format", format, ...ids]))
+    .split("\n")
+    .filter(Boolean)
+    .map((line) => {
+      const [service, json = "[]"] = line.split("|");
+      const probes = JSON.parse(json) as { Start: string; End: string }[];
+      const ms = Math.max(...probes.map((p) => Date.parse(p.End) - Date.parse(p.Start)));
+      return `${service} ${(ms / 1000).toFixed(1)} s`;
+    })
+    .join(", ");
+}
+
 const gatewayUrl = () => `http://127.0.0.1:${ports.GATEWAY_HOST_PORT}`;
 const PASSWORD = "correct horse battery";
 let token = "";
 let orderId = 0;
 let userId = 0;
 
-describe("docker compose up: the real compose.yaml and Dockerfile", { skip }, () => {
+describe("docker compose up: the real compose.yaml and Dockerfile", { skip, timeout: 90 * MINUTE }, () => {
   before(
     async () => {
       dir = mkdtempSync(join(tmpdir(), "merch-compose-up-"));
@@ -119,6 +137,13 @@ describe("docker compose up: the real compose.yaml and Dockerfile", { skip }, ()
     async () => {
       // Whatever happened, nothing of this project stays: containers, networks, volumes.
       if (envPath) await dc(["down", "-v", "--remove-orphans", "--timeout", "10"], 5 * MINUTE).catch(log);
+      // The project's image names go too; one fixed tag per image keeps its layers as the next
+      // run's build cache (an untagged image would be removed with them).
+      for (const service of BUILT) {
+        const image = `${PROJECT}_${service}`;
+        await docker(["tag", image, `merch-compose-test/${service}:cache`]).catch(() => {});
+        await docker(["rmi", image]).catch(() => {});
+      }
       if (dir) rmSync(dir, { recursive: true, force: true });
       if (engine.available && engine.started) await engine.stop();
     },
@@ -174,6 +199,7 @@ describe("docker compose up: the real compose.yaml and Dockerfile", { skip }, ()
     await dc(["up", "-d", "--no-build"], 10 * MINUTE);
     const state = await allHealthy(8 * MINUTE);
     log(`up until healthy: ${Math.round((Date.now() - t0) / 1000)} s`);
+    log(`health checks, slowest probe: ${await slowestProbes()}`);
     const init = state.get("db-init");
     const db = state.get("db-service");
     assert.ok(init && db);

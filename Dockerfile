@@ -67,9 +67,7 @@ CMD ["node", "log-service/src/server.ts"]
 FROM runtime AS gateway
 COPY gateway/package.json gateway/openapi.yaml gateway/
 COPY gateway/src gateway/src
-# The OpenAPI 3.1 JSON Schema that openapi.yaml is checked against at start-up (src/spec-check.ts).
-COPY gateway/vendor/openapi-3.1 gateway/vendor/openapi-3.1
-# The storefront page at /shop/ (src/storefront.ts reads these at start-up): the committed bundle,
+# The storefront page at /shop/ (src/plugins/storefront.ts reads these at start-up): the committed bundle,
 # not its TypeScript sources.
 COPY gateway/storefront/index.html gateway/storefront/shop.css gateway/storefront/
 COPY gateway/storefront/dist gateway/storefront/dist

@@ -14,9 +14,6 @@ declare module "fastify" {
 export interface RestContext {
   store: Store;
   specText: string;
-  /** Whether db-service and log-service answer their health checks. */
-  readiness(): Promise<{ ready: boolean; checks: Record<string, string> }>;
-  eventStats(): unknown;
   /** The Prometheus text of GET /metrics. */
   metrics(): Promise<string>;
   /** Product pages as ready-made JSON, for the hottest reads. */

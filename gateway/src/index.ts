@@ -4,6 +4,6 @@
 // The gateway's client of db-service, for the benchmark that picks its transport.
 export { dbClients, networkDownstream } from "./clients.ts";
 export { DB_TRANSPORTS, type GatewayConfig, loadConfig } from "./config.ts";
+export { STOREFRONT_CSP, STOREFRONT_FILES } from "./plugins/storefront.ts";
 export { dereference, loadSpec, type OpenApiDocument, SPEC_PATH } from "./spec.ts";
-export { STOREFRONT_CSP, STOREFRONT_FILES } from "./storefront.ts";
 export { validatorCompiler } from "./validation.ts";

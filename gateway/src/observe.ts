@@ -1,26 +1,5 @@
-import type { IncomingHttpHeaders } from "node:http";
-import {
-  context,
-  endSpan,
-  Gauge,
-  Histogram,
-  propagation,
-  SECONDS_BUCKETS,
-  ServiceMetrics,
-  type Span,
-  SpanKind,
-  trace,
-  tracer,
-} from "@merch/kit";
-import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { Gauge, Histogram, SECONDS_BUCKETS, ServiceMetrics } from "@merch/kit";
 import type { EventLogStats } from "./event-log.ts";
-
-declare module "fastify" {
-  interface FastifyRequest {
-    /** The request's server span (tracing). */
-    span?: Span;
-  }
-}
 
 /** The gateway's metrics: HTTP (REST and ShopService alike), its log pipeline, its product cache. */
 export class GatewayMetrics extends ServiceMetrics {
@@ -62,49 +41,4 @@ export class GatewayMetrics extends ServiceMetrics {
       dbCallsWaiting,
     );
   }
-}
-
-const headerGetter = {
-  get: (carrier: IncomingHttpHeaders, key: string) => {
-    const value = carrier[key];
-    return Array.isArray(value) ? value[0] : value;
-  },
-  keys: (carrier: IncomingHttpHeaders) => Object.keys(carrier),
-};
-
-/**
- * A server span and the HTTP metrics for every request, REST and ShopService alike. The span is
- * the active context for everything the request does (its calls to db-service carry it on), so
- * one request is one trace.
- */
-export function observeRequests(app: FastifyInstance, metrics: GatewayMetrics): void {
-  app.addHook("onRequest", (req: FastifyRequest, _reply: FastifyReply, done: () => void) => {
-    metrics.httpActive.inc();
-    const parent = propagation.extract(context.active(), req.headers, headerGetter);
-    const span = tracer().startSpan(
-      `${req.method} ${req.routeOptions.url ?? "unknown route"}`,
-      {
-        kind: SpanKind.SERVER,
-        attributes: { "http.request.method": req.method, "url.path": req.url.split("?")[0] ?? "/" },
-      },
-      parent,
-    );
-    req.span = span;
-    // Fastify runs the rest of the request from done(): inside this context, so it carries on.
-    context.with(trace.setSpan(parent, span), done);
-  });
-  app.addHook("onResponse", async (req, reply) => {
-    metrics.httpActive.dec();
-    const route = req.routeOptions.url ?? "unknown route";
-    metrics.httpDuration.observe(
-      { http_request_method: req.method, http_route: route, http_response_status_code: String(reply.statusCode) },
-      reply.elapsedTime / 1000,
-    );
-    const span = req.span;
-    if (span) {
-      span.setAttribute("http.route", route);
-      span.setAttribute("http.response.status_code", reply.statusCode);
-      endSpan(span, reply.statusCode >= 500 ? `HTTP ${reply.statusCode}` : undefined);
-    }
-  });
 }

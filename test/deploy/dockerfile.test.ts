@@ -142,7 +142,6 @@ describe("Dockerfile", () => {
       "db-init/migrations/0000_init.sql",
       "db-init/migrations/meta/_journal.json",
       "gateway/openapi.yaml",
-      "gateway/vendor/openapi-3.1/schema.json",
       "gateway/storefront/index.html",
       "gateway/storefront/dist/shop.js",
       "kit/src/healthcheck.ts",

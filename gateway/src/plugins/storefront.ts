@@ -2,13 +2,13 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { FastifyInstance } from "fastify";
+import type { FastifyPluginAsync } from "fastify";
 
 // The storefront page (gateway/storefront): a static page and its bundle, served at /shop/ under a
 // Content-Security-Policy stricter than the rest of the gateway's (which must let swagger-ui's
 // inline styles through). They are operational pages like /docs, not routes of the REST API.
 
-const STOREFRONT_DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "storefront");
+const STOREFRONT_DIR = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "storefront");
 
 /** Each path under /shop/ and the file it serves; the bundle is committed (npm run build:storefront). */
 const ASSETS: Record<string, { file: string; type: string }> = {
@@ -29,7 +29,7 @@ export const STOREFRONT_CSP =
  * Registers GET (and HEAD) /shop/ and its assets, read once here, and /shop redirecting to /shop/
  * (the page's relative URLs need the slash). A missing file stops the gateway at start-up.
  */
-export function storefrontRoutes(app: FastifyInstance): void {
+export const storefront: FastifyPluginAsync = async (app) => {
   app.get("/shop", (req, reply) => {
     const query = req.url.indexOf("?");
     return reply.redirect(`/shop/${query < 0 ? "" : req.url.slice(query)}`, 301);
@@ -47,4 +47,4 @@ export function storefrontRoutes(app: FastifyInstance): void {
       return reply.type(type).send(body);
     });
   }
-}
+};

@@ -184,7 +184,7 @@ describe("docker compose up: the real compose.yaml and Dockerfile", { skip, time
         "-c",
         "echo writable: $(find /app -writable | head -5); ls /app/node_modules /app/node_modules/@merch | tr '\\n' ' '",
       ]);
-      assert.match(probe, /^writable: \n/, `${service}: nothing under /app is writable by node`);
+      assert.match(probe, /^writable:\n/, `${service}: nothing under /app is writable by node`);
       for (const dev of ["typescript", "@biomejs", "drizzle-kit", "node", "playwright-core"]) {
         assert.ok(!probe.split(/\s+/).includes(dev), `${service} holds the dev dependency ${dev}`);
       }

@@ -306,6 +306,15 @@ describe("docker compose up: the real compose.yaml and Dockerfile", { skip, time
   });
 
   test("down and up keep the data in the volumes; down -v removes them", { timeout: 15 * MINUTE }, async () => {
+    // Only the named volumes compose.yaml declares: an anonymous one would outlive `down`.
+    const ids = (await dc(["ps", "-a", "-q"], MINUTE)).split("\n").filter(Boolean);
+    const format = '{{range .Mounts}}{{if eq .Type "volume"}}{{.Name}} {{.Destination}}{{"\\n"}}{{end}}{{end}}';
+    const mounts = (await docker(["inspect", "--format", format, ...ids])).split("\n").filter(Boolean);
+    const declared = Object.keys(compose.volumes ?? {}).map((v) => `${PROJECT}_${v}`);
+    for (const mount of mounts)
+      assert.ok(declared.includes(mount.split(" ")[0] ?? ""), `an anonymous volume: ${mount}`);
+    assert.deepEqual(new Set(mounts.map((m) => m.split(" ")[0])), new Set(declared));
+
     await dc(["down", "--timeout", "40"], 5 * MINUTE);
     assert.equal((await containers()).size, 0);
     await dc(["up", "-d", "--no-build"], 10 * MINUTE);

@@ -57,7 +57,8 @@ const STATE_DIR = "/var/tmp/merch-dockerd";
 
 /**
  * The Docker daemon: the one already running, else `dockerd` started here (root only), with its
- * log and pid file in /var/tmp/merch-dockerd. stop() stops only a daemon this call started.
+ * log and pid file in /var/tmp/merch-dockerd. stop() stops only a daemon this call started, and
+ * leaves it running while other containers (another checkout's run) still use it.
  */
 export async function dockerEngine(): Promise<Engine> {
   if (!onPath("docker")) return { available: false, reason: "the docker CLI is not installed (npm run provision)" };
@@ -81,6 +82,8 @@ export async function dockerEngine(): Promise<Engine> {
   });
   const deadline = Date.now() + 60_000;
   while (!(await daemonAnswers())) {
+    // Another test started one at the same moment: then that one is used, and left to its owner.
+    if (gone && (await daemonAnswers())) return { available: true, started: false, stop: async () => {} };
     if (gone || Date.now() > deadline) {
       child.kill("SIGTERM");
       const tail = readFileSync(join(STATE_DIR, "dockerd.log"), "utf8").split("\n").slice(-15).join("\n");
@@ -93,6 +96,9 @@ export async function dockerEngine(): Promise<Engine> {
     started: true,
     async stop() {
       if (gone) return;
+      // Containers still running belong to someone else's run (another checkout's test).
+      const others = await docker(["ps", "-q"], { timeoutMs: 20_000 }).catch(() => "");
+      if (others.trim() !== "") return;
       // dockerd stops its containers (none are left by then) and containerd on SIGTERM.
       child.kill("SIGTERM");
       const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);

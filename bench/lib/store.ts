@@ -6,6 +6,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { migrate } from "@merch/db-service";
+import { putProduct } from "@merch/db-service/test-support";
 import { type Stack, startStack } from "@merch/devstack";
 import type { ServiceName } from "@merch/testkit";
 import { REPO_ROOT, startKafka, startPostgres } from "@merch/testkit";
@@ -186,18 +187,10 @@ export async function registerShoppers(gatewayUrl: string, count: number): Promi
   return shoppers;
 }
 
-/** Products of the bench's own, made by SQL: their stock is the bench's to set. */
+/** Products of the bench's own, put straight in the database: their stock is the bench's to set. */
 export async function createProducts(sql: postgres.Sql, names: string[], stock: number): Promise<number[]> {
   const ids: number[] = [];
-  for (const name of names) {
-    const [row] = await sql<{ id: number }[]>`
-      INSERT INTO products (name, category, price, stock)
-      VALUES (${name}, 'Bench', '10.00', ${stock})
-      ON CONFLICT (name) DO UPDATE SET stock = excluded.stock
-      RETURNING id`;
-    if (!row) throw new Error(`no id for ${name}`);
-    ids.push(row.id);
-  }
+  for (const name of names) ids.push(await putProduct(sql, { name, category: "Bench", price: "10.00", stock }));
   return ids;
 }
 

@@ -74,8 +74,11 @@ export async function buildGateway(
   let closing = false;
   const app = Fastify(serverOptions(config, logger, (err, socket) => answerClientError(err, socket, events)));
   app.server.maxConnections = config.http.maxConnections;
-  // Hooks run in the order their plugins are registered: the request's span comes first, as the
-  // context everything after it runs in; the security headers come before any answer.
+  // One line a part; a new part is a new plugin file in plugins/ and a line here. Hooks run in
+  // the order their plugins are registered: the request's span comes first, as the context
+  // everything after it runs in; the security headers come before any answer. REST handlers may be
+  // registered by more than one plugin (restRoutes): everyOperationRouted checks, last, that every
+  // operation of openapi.yaml found one.
   await app.register(requestSpans, { metrics });
   await app.register(problemAnswers);
   await app.register(securityHeaders);

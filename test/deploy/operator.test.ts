@@ -7,6 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { migrate } from "@merch/db-service";
+import { putProduct } from "@merch/db-service/test-support";
 import { freePort, REPO_ROOT, startTestPostgres, type TestPostgres } from "@merch/testkit";
 import postgres from "postgres";
 import { read } from "./support.ts";
@@ -128,7 +129,7 @@ async function makeChanges(): Promise<void> {
     VALUES ('00000000-0000-4000-8000-000000000001', ${user?.id}, now() + interval '1 day')`;
   await sql`INSERT INTO throttle (key, hits, window_ends) VALUES ('login:alice', 5, now() + interval '15 minutes')`;
   await sql`UPDATE products SET stock = 498, price = 1.00 WHERE id = 1`;
-  await sql`INSERT INTO products (name, category, price, stock) VALUES ('Limited Mug', 'Drinkware', 5.00, 7)`;
+  await putProduct(sql, { name: "Limited Mug", category: "Drinkware", price: "5.00", stock: 7 });
 }
 
 /** A new, empty database on the test server (as a new pg-data volume has), and its URL. */
@@ -194,9 +195,8 @@ describe("npm run db:reset", () => {
       .begin(async (tx) => {
         const [user] = await tx`
           INSERT INTO users (sid, username, email, password_hash) VALUES ('1', 'bob', 'bob@x.cn', 'h') RETURNING id`;
-        const [product] = await tx`
-          INSERT INTO products (name, category, price, stock) VALUES ('Cap', 'Apparel', 15, 1) RETURNING id`;
-        throw new Rollback([user?.id, product?.id]);
+        const product = await putProduct(tx, { name: "Cap", category: "Apparel", price: "15", stock: 1 });
+        throw new Rollback([user?.id, product]);
       })
       .catch((err: unknown) => (err instanceof Rollback ? err.ids : Promise.reject(err)));
     assert.deepEqual(ids, [1, 4]);

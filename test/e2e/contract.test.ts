@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
+import { putProduct } from "@merch/db-service/test-support";
 import { type ApiResponse, client, documentedStatuses, seen, startTestStore, type TestStore } from "@merch/devstack";
 import { SPEC_PATH } from "@merch/gateway";
 import postgres from "postgres";
@@ -99,10 +100,8 @@ async function stockOf(productId: number): Promise<number> {
   return Number(row?.stock);
 }
 
-async function newProduct(stock: number): Promise<number> {
-  const [row] = await sql`INSERT INTO products (name, category, price, stock)
-    VALUES (${`Limited ${process.pid}-${++n}`}, 'Test', '5.00', ${stock}) RETURNING id`;
-  return Number(row?.id);
+function newProduct(stock: number): Promise<number> {
+  return putProduct(sql, { price: "5.00", stock });
 }
 
 describe("store and products", () => {

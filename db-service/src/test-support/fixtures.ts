@@ -2,7 +2,9 @@ import type { Client } from "@connectrpc/connect";
 import type { OrderService } from "@merch/gen/merch/store/v1/order_pb";
 import type { ProductService } from "@merch/gen/merch/store/v1/product_pb";
 import type { UserService } from "@merch/gen/merch/store/v1/user_pb";
+import { getTableColumns } from "drizzle-orm";
 import postgres from "postgres";
+import { products } from "../schema.ts";
 
 /** db-service's three services, as a test calls them. */
 export interface StoreClients {
@@ -43,16 +45,44 @@ export function sessionOf(u: SignedIn) {
   return { userId: u.userId, sessionId: u.sessionId };
 }
 
-/** Adds a product straight in the database, for tests that need their own stock. */
+/** A product as a test or the bench gives it: any columns of the drizzle schema; the rest have defaults. */
+export type ProductFixture = Partial<typeof products.$inferInsert>;
+
+/**
+ * Puts a product straight in the database: a new one, or, when one of that name is there, that
+ * one with the given columns set. Returns its id. The one place tests and the bench make
+ * products: its columns come from the drizzle schema, so a new product column needs no edit here
+ * unless it is required and has no default.
+ */
+export async function putProduct(
+  sql: postgres.Sql | postgres.TransactionSql,
+  given: ProductFixture = {},
+): Promise<number> {
+  counter++;
+  const fields: ProductFixture = {
+    name: `Test product ${process.pid}-${counter}`,
+    category: "Test",
+    price: "12.50",
+    stock: 100,
+    ...given,
+  };
+  const columns = getTableColumns(products);
+  const row = Object.fromEntries(
+    Object.entries(fields).map(([key, value]) => [columns[key as keyof typeof columns].name, value]),
+  );
+  const [saved] = await sql`
+    INSERT INTO products ${sql(row)}
+    ON CONFLICT (name) DO UPDATE SET ${sql(row)}
+    RETURNING id`;
+  if (!saved) throw new Error(`no product was put for ${fields.name}`);
+  return Number(saved.id);
+}
+
+/** Adds a product with its own stock, for tests that need one. */
 export async function newProduct(url: string, stock: number, price = "12.50"): Promise<number> {
   const sql = postgres(url, { max: 1, onnotice: () => {} });
   try {
-    counter++;
-    const [row] = await sql`
-      INSERT INTO products (name, category, price, stock)
-      VALUES (${`Test product ${process.pid}-${counter}`}, 'Test', ${price}, ${stock})
-      RETURNING id`;
-    return Number(row?.id);
+    return await putProduct(sql, { stock, price });
   } finally {
     await sql.end();
   }

@@ -19,6 +19,8 @@ export {
   FIXTURE_PASSWORD,
   newProduct,
   newUser,
+  type ProductFixture,
+  putProduct,
   type SignedIn,
   type StoreClients,
   sessionOf,

@@ -3,7 +3,7 @@ import { type Handlers, requestInfo } from "../context.ts";
 import { type OpenApiDocument, routeSpecs } from "../spec.ts";
 import type { Store } from "../store.ts";
 
-// REST routes from openapi.yaml: each handler is found its operation by operationId, and gets
+// REST routes from openapi.yaml: each handler finds its operation by operationId, and gets
 // the operation's path, request schemas and token check from the spec. A plugin registers the
 // handlers of its part of the API (rest/*.ts, health.ts); everyOperationRouted checks, once all
 // are in, that no operation was left without one.

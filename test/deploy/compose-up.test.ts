@@ -315,7 +315,9 @@ describe("docker compose up: the real compose.yaml and Dockerfile", { skip, time
       assert.ok(declared.includes(mount.split(" ")[0] ?? ""), `an anonymous volume: ${mount}`);
     assert.deepEqual(new Set(mounts.map((m) => m.split(" ")[0])), new Set(declared));
 
+    const t0 = Date.now();
     await dc(["down", "--timeout", "40"], 5 * MINUTE);
+    log(`down: ${Math.round((Date.now() - t0) / 1000)} s`);
     assert.equal((await containers()).size, 0);
     await dc(["up", "-d", "--no-build"], 10 * MINUTE);
     await allHealthy(6 * MINUTE);

@@ -138,12 +138,23 @@ describe("docker compose up: the real compose.yaml and Dockerfile", { skip, time
       // Whatever happened, nothing of this project stays: containers, networks, volumes.
       if (envPath) await dc(["down", "-v", "--remove-orphans", "--timeout", "10"], 5 * MINUTE).catch(log);
       // The project's image names go too; one fixed tag per image keeps its layers as the next
-      // run's build cache (an untagged image would be removed with them).
+      // run's build cache (an untagged image would be removed with them). The image that tag
+      // held before is removed, unless something else still uses it (then docker refuses).
+      const idOf = (ref: string) =>
+        docker(["image", "inspect", "--format", "{{.Id}}", ref]).then(
+          (out) => out.trim(),
+          () => "",
+        );
+      const replaced = new Set<string>();
       for (const service of BUILT) {
         const image = `${PROJECT}_${service}`;
-        await docker(["tag", image, `merch-compose-test/${service}:cache`]).catch(() => {});
+        const cache = `merch-compose-test/${service}:cache`;
+        const before = await idOf(cache);
+        await docker(["tag", image, cache]).catch(() => {});
         await docker(["rmi", image]).catch(() => {});
+        if (before && before !== (await idOf(cache))) replaced.add(before);
       }
+      for (const id of replaced) await docker(["rmi", id]).catch(() => {});
       if (dir) rmSync(dir, { recursive: true, force: true });
       if (engine.available && engine.started) await engine.stop();
     },

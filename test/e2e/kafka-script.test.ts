@@ -13,15 +13,23 @@ import { Kafka, logLevel } from "kafkajs";
 
 const readme = (await import("node:fs")).readFileSync(join(REPO_ROOT, "README.md"), "utf8");
 const started: ChildProcess[] = [];
-after(() => {
-  for (const child of started) {
-    if (child.exitCode !== null || child.signalCode !== null || !child.pid) continue;
+// A test that failed midway leaves its processes running: SIGTERM first, so npm run kafka removes
+// its folder as it would on Ctrl-C, and SIGKILL only what is still there 30 s later.
+after(async () => {
+  const signal = (child: ChildProcess, name: NodeJS.Signals) => {
+    if (child.exitCode !== null || child.signalCode !== null || !child.pid) return;
     try {
-      process.kill(-child.pid, "SIGKILL");
+      process.kill(-child.pid, name);
     } catch {
       // The group has gone meanwhile.
     }
+  };
+  for (const child of started) signal(child, "SIGTERM");
+  const deadline = Date.now() + 30_000;
+  while (started.some((c) => c.exitCode === null && c.signalCode === null) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100));
   }
+  for (const child of started) signal(child, "SIGKILL");
 });
 
 interface Running {

@@ -57,6 +57,8 @@ const END = "    # End of the schemas made from the protos.\n";
 /** Fields a REST request carries elsewhere than in its JSON body. */
 const NOT_IN_BODY: Record<string, Record<string, string>> = {
   "merch.shop.v1.PlaceOrderRequest": { idempotency_key: "the Idempotency-Key header" },
+  "merch.shop.v1.UpdateProductRequest": { id: "the path" },
+  "merch.shop.v1.AdjustStockRequest": { id: "the path" },
 };
 
 type Schema = { [keyword: string]: unknown };
@@ -161,6 +163,10 @@ function celSchema(expression: string, kind: "string" | "integer" | "message"): 
     }
     if (kind === "string" && c?.function === "matches" && isIdent(c.target, "this")) {
       return { pattern: pattern(constant(c.args[0])) };
+    }
+    const excluded = constant(c?.args[1]);
+    if (kind === "integer" && c?.function === "_!=_" && isIdent(c.args[0], "this") && typeof excluded === "number") {
+      return { not: { const: excluded } };
     }
     const bound = c ? BOUNDS[c.function] : undefined;
     const limit = constant(c?.args[1]);

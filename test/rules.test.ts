@@ -5,6 +5,7 @@ import { migrate } from "@merch/db-service";
 import { dereference, loadSpec, validatorCompiler } from "@merch/gateway";
 import { file_merch_common_v1_rules } from "@merch/gen/merch/common/v1/rules_pb";
 import * as shop from "@merch/gen/merch/shop/v1/shop_pb";
+import * as catalogue from "@merch/gen/merch/store/v1/catalogue_pb";
 import * as orders from "@merch/gen/merch/store/v1/order_pb";
 import * as users from "@merch/gen/merch/store/v1/user_pb";
 import { storeValidator } from "@merch/kit";
@@ -200,8 +201,75 @@ const RULES: Rule[] = [
     rule: "Money",
     valid: ["0.00", "49.99", "10.50", "99999999.99"],
     invalid: ["", "1", "1.5", "1.505", "-1.00", "01.00", "100000000.00", "1,00", "1e2", " 1.00"],
-    // No request takes money yet; the messages the store answers with promise it.
-    proto: [],
+    proto: [
+      [catalogue.CreateProductRequestSchema, { session, name: "N", category: "C" }, "price"],
+      [shop.CreateProductRequestSchema, { name: "N", category: "C" }, "price"],
+      [shop.UpdateProductRequestSchema, { id: 1 }, "price"],
+    ],
+  },
+  {
+    rule: "ProductName",
+    valid: ["SUSTech Cap", "x", "x".repeat(100), "Mug (blue) – 350 ml", "校徽 pin"],
+    invalid: ["", " padded", "padded ", "x".repeat(101), "tab\tname", "nul\u0000", "line\nbreak"],
+    proto: [
+      [catalogue.CreateProductRequestSchema, { session, category: "C", price: "1.00" }, "name"],
+      [shop.CreateProductRequestSchema, { category: "C", price: "1.00" }, "name"],
+      [shop.UpdateProductRequestSchema, { id: 1 }, "name"],
+    ],
+  },
+  {
+    rule: "ProductCategory",
+    valid: ["Apparel", "x", "x".repeat(50)],
+    invalid: ["", " Apparel", "x".repeat(51), "a\u0000b"],
+    proto: [
+      [catalogue.CreateProductRequestSchema, { session, name: "N", price: "1.00" }, "category"],
+      [shop.CreateProductRequestSchema, { name: "N", price: "1.00" }, "category"],
+    ],
+  },
+  {
+    rule: "ProductDescription",
+    valid: ["", "Two lines:\nsoft and warm.", "x".repeat(2000)],
+    invalid: ["x".repeat(2001)],
+    proto: [
+      [catalogue.CreateProductRequestSchema, { session, name: "N", category: "C", price: "1.00" }, "description"],
+      [shop.CreateProductRequestSchema, { name: "N", category: "C", price: "1.00" }, "description"],
+    ],
+  },
+  {
+    rule: "ProductSlogan",
+    valid: ["", "Keep the sun off", "x".repeat(200)],
+    invalid: ["x".repeat(201), "line\nbreak", "nul\u0000"],
+    proto: [
+      [catalogue.CreateProductRequestSchema, { session, name: "N", category: "C", price: "1.00" }, "slogan"],
+      [shop.CreateProductRequestSchema, { name: "N", category: "C", price: "1.00" }, "slogan"],
+    ],
+  },
+  {
+    rule: "StockReason",
+    valid: ["delivery", "x".repeat(200), "Lieferung 📦"],
+    invalid: ["", "x".repeat(201), "tab\there"],
+    proto: [
+      [catalogue.AdjustStockRequestSchema, { session, id: 1, delta: 1 }, "reason"],
+      [shop.AdjustStockRequestSchema, { id: 1, delta: 1 }, "reason"],
+    ],
+  },
+  {
+    rule: "StockLevel",
+    valid: [0, 1, 1000000],
+    invalid: [-1, 1000001],
+    proto: [
+      [catalogue.CreateProductRequestSchema, { session, name: "N", category: "C", price: "1.00" }, "stock"],
+      [shop.CreateProductRequestSchema, { name: "N", category: "C", price: "1.00" }, "stock"],
+    ],
+  },
+  {
+    rule: "StockDelta",
+    valid: [1, -1, 1000000, -1000000],
+    invalid: [0, 1000001, -1000001],
+    proto: [
+      [catalogue.AdjustStockRequestSchema, { session, id: 1, reason: "r" }, "delta"],
+      [shop.AdjustStockRequestSchema, { id: 1, reason: "r" }, "delta"],
+    ],
   },
 ];
 

@@ -1,9 +1,11 @@
 import type { Interceptor } from "@connectrpc/connect";
+import { CatalogueService } from "@merch/gen/merch/store/v1/catalogue_pb";
 import { OrderService } from "@merch/gen/merch/store/v1/order_pb";
 import { ProductService } from "@merch/gen/merch/store/v1/product_pb";
 import { UserService } from "@merch/gen/merch/store/v1/user_pb";
 import type { Logger } from "@merch/kit";
 import { startRpcServer } from "@merch/kit";
+import { catalogueService } from "./catalogue.ts";
 import type { DbServiceConfig } from "./config.ts";
 import { type Database, openDatabase, toConnectError } from "./db.ts";
 import { DbMetrics } from "./metrics.ts";
@@ -47,11 +49,14 @@ export async function startDbService(config: DbServiceConfig, logger: Logger): P
   const server = await startRpcServer({
     port: config.port,
     host: config.host,
-    services: [ProductService, UserService, OrderService],
+    services: [ProductService, UserService, OrderService, CatalogueService],
     routes(router) {
+      // Orders and stock adjustments share one write path, so they serialise on a product alike.
+      const writer = new WriteBatcher(database, { metrics });
       router.service(ProductService, productService(database, feed));
       router.service(UserService, userService(database, config.limits, metrics));
-      router.service(OrderService, orderService(database, new WriteBatcher(database, { metrics })));
+      router.service(OrderService, orderService(database, writer));
+      router.service(CatalogueService, catalogueService(database, writer));
     },
     serviceCredential: config.serviceCredential,
     openServices: [ProductService],

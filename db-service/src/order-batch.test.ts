@@ -48,6 +48,8 @@ describe("a batch of orders", () => {
     await c().users.endSession({ session: sessionOf(gone) });
     const tight = await newProduct(stack.pg.url, 4, "5.00");
     const roomy = await newProduct(stack.pg.url, 100, "1.25");
+    const archived = await newProduct(stack.pg.url, 100);
+    await sql`UPDATE products SET archived = true WHERE id = ${archived}`;
 
     // A key alice used before this batch: its order is replayed, or refused as another request.
     const earlier = await c().orders.placeOrder({
@@ -72,6 +74,7 @@ describe("a batch of orders", () => {
       { session: { userId: bob.userId, sessionId: "not-a-uuid" }, productId: roomy, quantity: 1, key: "k6" },
       { session: undefined, productId: roomy, quantity: 1, key: "k7" },
       { session: alice, productId: tight, quantity: 1, key: "k8" }, // nothing left: insufficient, 0
+      { session: bob, productId: archived, quantity: 1, key: "k9" }, // no longer sold
     ]);
 
     assert.deepEqual(
@@ -88,6 +91,7 @@ describe("a batch of orders", () => {
         "session_ended",
         "session_ended",
         "insufficient_stock",
+        "product_not_found",
       ],
     );
     const [first, second, replay, fourth, , , , eighth, , , last] = outcomes;
@@ -110,6 +114,7 @@ describe("a batch of orders", () => {
     // One UPDATE took each product's accepted total; one INSERT wrote the three placed orders.
     assert.equal(await stockOf(stack.pg.url, tight), 0);
     assert.equal(await stockOf(stack.pg.url, roomy), 100 - 2 - 3);
+    assert.equal(await stockOf(stack.pg.url, archived), 100);
     const rows =
       await sql`SELECT user_id, product_id, quantity FROM orders WHERE product_id IN (${tight}, ${roomy}) ORDER BY id`;
     assert.equal(rows.length, 4);

@@ -81,7 +81,8 @@ judged AS (
       WHEN p.id IS NULL THEN 'product_not_found'
       ELSE 'candidate'
     END AS verdict
-  FROM req LEFT JOIN products p ON p.id = req.product_id
+  -- An archived product is kept for its orders, but no longer sold: not found to a buyer.
+  FROM req LEFT JOIN products p ON p.id = req.product_id AND NOT p.archived
 ),
 cand AS (
   SELECT seq, product_id, quantity, stock, row_number() OVER (PARTITION BY product_id ORDER BY seq) AS k

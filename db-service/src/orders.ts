@@ -1,20 +1,38 @@
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import type { OrderService } from "@merch/gen/merch/store/v1/order_pb";
+import { type OrderService, OrderStatus } from "@merch/gen/merch/store/v1/order_pb";
 import type { Session } from "@merch/gen/merch/store/v1/session_pb";
 import { ErrorReason, invalidArgument, rpcError } from "@merch/kit";
-import { and, desc, eq, lt, sql } from "drizzle-orm";
+import { and, desc, eq, inArray, lt, or, sql } from "drizzle-orm";
 import { orderToProto, productToProto } from "./convert.ts";
 import { constraintOf, type Database, type Db, sqlState } from "./db.ts";
 import { OrderBatch, type OrderOutcome } from "./order-batch.ts";
 import { productNotFound } from "./products.ts";
 import { type OrderRow, orders, products } from "./schema.ts";
-import { requireSession, sessionEnded, sessionOpen } from "./sessions.ts";
+import { requireSession, requireStaff, sessionEnded, sessionOpen, staffSessionOpen } from "./sessions.ts";
 import type { Caller, Tx, WriteBatcher } from "./write-batcher.ts";
 
 const DEFAULT_PAGE_SIZE = 20;
 const MAX_ID = 2_147_483_647;
 
 const orderNotFound = (id: number) => rpcError(ErrorReason.ORDER_NOT_FOUND, `order ${id} does not exist`);
+
+type Status = OrderRow["status"];
+
+/** The moves staff make at the pick-up desk: to each status, the one it may come from. */
+const HAND_OVER = {
+  ready: { from: "placed", stamp: "readyAt" },
+  collected: { from: "ready", stamp: "collectedAt" },
+} as const;
+
+const invalidTransition = (id: number, status: Status, to: Status | "cancelled") =>
+  rpcError(ErrorReason.INVALID_TRANSITION, `order ${id} is ${status}: it cannot become ${to}`);
+
+const STATUS_NAMES: Record<number, Status | undefined> = {
+  [OrderStatus.PLACED]: "placed",
+  [OrderStatus.READY]: "ready",
+  [OrderStatus.COLLECTED]: "collected",
+  [OrderStatus.CANCELLED]: "cancelled",
+};
 
 function encodePageToken(lastId: number): string {
   return Buffer.from(JSON.stringify({ before: lastId })).toString("base64url");
@@ -167,7 +185,8 @@ export function orderService(database: Database, writer: WriteBatcher): ServiceI
       const { session, orderId } = req;
       const userId = session?.userId ?? 0;
       // The status condition makes the stock come back exactly once: a second cancel, even a
-      // concurrent one, waits for the row lock, then finds the order no longer placed.
+      // concurrent one, waits for the row lock, then finds the order no longer placed. A customer
+      // cancels their own placed order; staff anyone's placed or ready one.
       const cancelled = await writer.run(
         "order.cancel",
         async (tx) => {
@@ -177,9 +196,10 @@ export function orderService(database: Database, writer: WriteBatcher): ServiceI
             .where(
               and(
                 eq(orders.id, orderId),
-                eq(orders.userId, userId),
-                eq(orders.status, "placed"),
-                sessionOpen(tx, session),
+                or(
+                  and(eq(orders.userId, userId), eq(orders.status, "placed"), sessionOpen(tx, session)),
+                  and(inArray(orders.status, ["placed", "ready"]), staffSessionOpen(tx, session)),
+                ),
               ),
             )
             .returning();
@@ -199,8 +219,85 @@ export function orderService(database: Database, writer: WriteBatcher): ServiceI
           ...(cancelled.product ? { product: productToProto(cancelled.product) } : {}),
         };
       }
-      // Cancelled before (answer it again), another user's, or the session has ended.
-      return { order: orderToProto(await ownOrder(session, orderId)) };
+      // Cancelled before (answer it again), too far along, another user's, or the session ended.
+      const order = await visibleOrder(session, orderId);
+      if (order.status !== "cancelled") throw invalidTransition(orderId, order.status, "cancelled");
+      return { order: orderToProto(order) };
+    },
+
+    async listAllOrders(req) {
+      const before = req.pageToken === "" ? undefined : decodePageToken(req.pageToken);
+      if (req.pageToken !== "" && before === undefined) {
+        throw invalidArgument([{ field: "page_token", message: "is not a token this service issued" }]);
+      }
+      const size = req.pageSize === 0 ? DEFAULT_PAGE_SIZE : req.pageSize;
+      const status = STATUS_NAMES[req.status];
+      const page = await database.run("order.list_all", (db) =>
+        db
+          .select()
+          .from(orders)
+          .where(
+            and(
+              status === undefined ? undefined : eq(orders.status, status),
+              req.productId === 0 ? undefined : eq(orders.productId, req.productId),
+              before === undefined ? undefined : lt(orders.id, before),
+              staffSessionOpen(db, req.session),
+            ),
+          )
+          .orderBy(desc(orders.id))
+          .limit(size + 1),
+      );
+      if (page.length === 0) await database.run("session.check", (db) => requireStaff(db, req.session));
+      const more = page.length > size;
+      const items = more ? page.slice(0, size) : page;
+      const last = items.at(-1);
+      return {
+        orders: items.map(orderToProto),
+        nextPageToken: more && last ? encodePageToken(last.id) : "",
+      };
+    },
+
+    async markOrderReady(req) {
+      return { order: orderToProto(await handOver(req.session, req.orderId, "ready")) };
+    },
+
+    async markOrderCollected(req) {
+      return { order: orderToProto(await handOver(req.session, req.orderId, "collected")) };
     },
   };
+
+  /** The order as the caller may see it: their own, or anyone's to staff. */
+  async function visibleOrder(session: Session | undefined, orderId: number): Promise<OrderRow> {
+    const [row] = await database.run("order.get", (db) =>
+      db
+        .select()
+        .from(orders)
+        .where(
+          and(
+            eq(orders.id, orderId),
+            or(and(eq(orders.userId, session?.userId ?? 0), sessionOpen(db, session)), staffSessionOpen(db, session)),
+          ),
+        ),
+    );
+    if (row) return row;
+    await database.run("session.check", (db) => requireSession(db, session));
+    throw orderNotFound(orderId);
+  }
+
+  /** Moves an order one step at the pick-up desk, or says why it cannot move. */
+  async function handOver(session: Session | undefined, orderId: number, to: keyof typeof HAND_OVER) {
+    const move = HAND_OVER[to];
+    const [moved] = await database.run(`order.${to}`, (db) =>
+      db
+        .update(orders)
+        .set({ status: to, [move.stamp]: sql`now()` })
+        .where(and(eq(orders.id, orderId), eq(orders.status, move.from), staffSessionOpen(db, session)))
+        .returning(),
+    );
+    if (moved) return moved;
+    await database.run("session.check", (db) => requireStaff(db, session));
+    const [order] = await database.run("order.get", (db) => db.select().from(orders).where(eq(orders.id, orderId)));
+    if (!order) throw orderNotFound(orderId);
+    throw invalidTransition(orderId, order.status, to);
+  }
 }

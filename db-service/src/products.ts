@@ -2,7 +2,7 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import type { Product, ProductService } from "@merch/gen/merch/store/v1/product_pb";
 import type { Logger } from "@merch/kit";
 import { ErrorReason, rpcError } from "@merch/kit";
-import { asc, eq, inArray } from "drizzle-orm";
+import { and, asc, eq, inArray } from "drizzle-orm";
 import { productToProto } from "./convert.ts";
 import { type Database, databaseUnavailable } from "./db.ts";
 import { products } from "./schema.ts";
@@ -13,7 +13,8 @@ export const productNotFound = (id: number) => rpcError(ErrorReason.PRODUCT_NOT_
 const CHANNEL = "products_changed";
 
 interface Listener {
-  change(products: Product[], snapshot: boolean): void;
+  /** `removed`: ids of products that left the catalogue (archived). */
+  change(products: Product[], snapshot: boolean, removed: number[]): void;
   /** The feed can no longer keep this listener up to date (the database went away). */
   lost(): void;
 }
@@ -62,7 +63,7 @@ export class ProductFeed {
 
   async snapshot(): Promise<Product[]> {
     const rows = await this.#database.run("product.snapshot", (db) =>
-      db.select().from(products).orderBy(asc(products.id)),
+      db.select().from(products).where(eq(products.archived, false)).orderBy(asc(products.id)),
     );
     return rows.map(productToProto);
   }
@@ -92,8 +93,9 @@ export class ProductFeed {
         const rows = await this.#database.run("product.changed", (db) =>
           db.select().from(products).where(inArray(products.id, ids)),
         );
-        const changed = rows.map(productToProto);
-        for (const listener of this.#listeners) listener.change(changed, false);
+        const changed = rows.filter((r) => !r.archived).map(productToProto);
+        const removed = rows.filter((r) => r.archived).map((r) => r.id);
+        for (const listener of this.#listeners) listener.change(changed, false, removed);
       }
     } catch (err) {
       this.#logger.warn({ err: String(err) }, "could not load changed products");
@@ -106,13 +108,18 @@ export class ProductFeed {
 export function productService(database: Database, feed: ProductFeed): ServiceImpl<typeof ProductService> {
   return {
     async listProducts() {
-      const rows = await database.run("product.list", (db) => db.select().from(products).orderBy(asc(products.id)));
+      const rows = await database.run("product.list", (db) =>
+        db.select().from(products).where(eq(products.archived, false)).orderBy(asc(products.id)),
+      );
       return { products: rows.map(productToProto) };
     },
 
     async getProduct(req) {
       const [row] = await database.run("product.get", (db) =>
-        db.select().from(products).where(eq(products.id, req.id)),
+        db
+          .select()
+          .from(products)
+          .where(and(eq(products.id, req.id), eq(products.archived, false))),
       );
       if (!row) throw productNotFound(req.id);
       return { product: productToProto(row) };
@@ -120,12 +127,12 @@ export function productService(database: Database, feed: ProductFeed): ServiceIm
 
     async *watchProducts(_req, ctx) {
       // Subscribed before the snapshot is read, so no change can fall between the two.
-      const queue: { products: Product[]; snapshot: boolean }[] = [];
+      const queue: { products: Product[]; snapshot: boolean; removedIds: number[] }[] = [];
       let wake: (() => void) | undefined;
       let lost = false;
       const unsubscribe = feed.subscribe({
-        change(changed, snapshot) {
-          queue.push({ products: changed, snapshot });
+        change(changed, snapshot, removedIds) {
+          queue.push({ products: changed, snapshot, removedIds });
           wake?.();
         },
         lost() {
@@ -136,7 +143,7 @@ export function productService(database: Database, feed: ProductFeed): ServiceIm
       const stop = () => wake?.();
       ctx.signal.addEventListener("abort", stop);
       try {
-        yield { products: await feed.snapshot(), snapshot: true };
+        yield { products: await feed.snapshot(), snapshot: true, removedIds: [] };
         while (!ctx.signal.aborted) {
           if (lost) throw databaseUnavailable();
           const next = queue.shift();

@@ -20,7 +20,14 @@ after(async () => {
   await pg?.destroy();
 });
 
-const TABLES: PgTable[] = [schema.users, schema.products, schema.orders, schema.sessions, schema.throttle];
+const TABLES: PgTable[] = [
+  schema.users,
+  schema.products,
+  schema.orders,
+  schema.sessions,
+  schema.throttle,
+  schema.stockAdjustments,
+];
 
 interface ColumnShape {
   type: string;

@@ -34,6 +34,10 @@ export const users = pgTable(
     createdAt: timestamptz("created_at").notNull().defaultNow(),
     updatedAt: timestamptz("updated_at").notNull().defaultNow(),
     deactivatedAt: timestamptz("deactivated_at"),
+    // Registration always makes a customer; an operator grants staff (`npm run staff`).
+    role: text("role", { enum: ["customer", "staff"] })
+      .notNull()
+      .default("customer"),
   },
   (t) => [
     uniqueIndex("users_sid_key").on(sql`lower(${t.sid})`),
@@ -46,6 +50,7 @@ export const users = pgTable(
       sql`${t.email} ~ '^[A-Za-z0-9.!#$%&''*+/=?^_\`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:[.][A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$'`,
     ),
     check("users_deactivated_consistent", sql`${t.isActive} = (${t.deactivatedAt} IS NULL)`),
+    check("users_role_check", sql`${t.role} IN ('customer', 'staff')`),
   ],
 );
 
@@ -60,9 +65,13 @@ export const products = pgTable(
     slogan: text("slogan").notNull().default(""),
     stock: integer("stock").notNull(),
     createdAt: timestamptz("created_at").notNull().defaultNow(),
+    // Hidden from customers (not listed, not found by id, not orderable); kept for its orders.
+    archived: boolean("archived").notNull().default(false),
   },
   (t) => [
     unique("products_name_key").on(t.name),
+    // Staff cannot add "sustech hoodie" beside "SUSTech Hoodie".
+    uniqueIndex("products_name_lower_key").on(sql`lower(${t.name})`),
     check("products_price_check", sql`${t.price} >= 0`),
     check("products_stock_check", sql`${t.stock} >= 0`),
   ],
@@ -79,11 +88,14 @@ export const orders = pgTable(
     totalPrice: numeric("total_price", { precision: 10, scale: 2 })
       .notNull()
       .generatedAlwaysAs(sql`unit_price * quantity`),
-    status: text("status", { enum: ["placed", "cancelled"] })
+    status: text("status", { enum: ["placed", "ready", "collected", "cancelled"] })
       .notNull()
       .default("placed"),
     createdAt: timestamptz("created_at").notNull().defaultNow(),
     cancelledAt: timestamptz("cancelled_at"),
+    // When staff marked it ready at the pick-up desk, and when it was handed over.
+    readyAt: timestamptz("ready_at"),
+    collectedAt: timestamptz("collected_at"),
     // What makes a repeat of the request answer this order: the client's Idempotency-Key, or
     // one the gateway made up. Claimed by the INSERT that places the order, so a key costs no
     // statement of its own.
@@ -97,10 +109,41 @@ export const orders = pgTable(
     index("orders_product_id_idx").on(t.productId),
     check("orders_quantity_check", sql`${t.quantity} BETWEEN 1 AND 3`),
     check("orders_unit_price_check", sql`${t.unitPrice} >= 0`),
-    check("orders_status_check", sql`${t.status} IN ('placed', 'cancelled')`),
+    check("orders_status_check", sql`${t.status} IN ('placed', 'ready', 'collected', 'cancelled')`),
+    check("orders_ready_consistent", sql`${t.status} NOT IN ('ready', 'collected') OR ${t.readyAt} IS NOT NULL`),
+    check("orders_collected_consistent", sql`(${t.status} = 'collected') = (${t.collectedAt} IS NOT NULL)`),
+    // Staff list everyone's orders newest first, of one status or one product.
+    index("orders_status_id_idx").on(t.status, t.id.desc().nullsFirst()),
     check("orders_cancelled_consistent", sql`(${t.status} = 'cancelled') = (${t.cancelledAt} IS NOT NULL)`),
     check("orders_idempotency_key_format", sql`${t.idempotencyKey} ~ '^[ -~]{1,255}$'`),
     uniqueIndex("orders_user_id_idempotency_key_key").on(t.userId, t.idempotencyKey),
+  ],
+);
+
+/** Every change of stock made by staff, with who made it and why: orders are their own record. */
+export const stockAdjustments = pgTable(
+  "stock_adjustments",
+  {
+    id: integer("id").primaryKey().generatedAlwaysAsIdentity(),
+    productId: integer("product_id").notNull(),
+    delta: integer("delta").notNull(),
+    reason: varchar("reason", { length: 200 }).notNull(),
+    staffUserId: integer("staff_user_id").notNull(),
+    createdAt: timestamptz("created_at").notNull().defaultNow(),
+  },
+  (t) => [
+    foreignKey({
+      name: "stock_adjustments_product_id_fkey",
+      columns: [t.productId],
+      foreignColumns: [products.id],
+    }),
+    foreignKey({
+      name: "stock_adjustments_staff_user_id_fkey",
+      columns: [t.staffUserId],
+      foreignColumns: [users.id],
+    }),
+    index("stock_adjustments_product_id_idx").on(t.productId),
+    check("stock_adjustments_delta_check", sql`${t.delta} <> 0`),
   ],
 );
 

@@ -16,7 +16,7 @@ export const sessionEnded = () =>
  * The condition that the call's session is open and its account active: part of the WHERE of the
  * statement that does the call's work, so the check costs no round trip of its own.
  */
-export function sessionOpen(db: Db | Tx, session: Session | undefined): SQL {
+export function sessionOpen(db: Db | Tx, session: Session | undefined, role?: "staff"): SQL {
   if (session === undefined) return sql`false`;
   return exists(
     db
@@ -30,6 +30,7 @@ export function sessionOpen(db: Db | Tx, session: Session | undefined): SQL {
           isNull(sessions.endedAt),
           gt(sessions.expiresAt, sql`now()`),
           eq(users.isActive, true),
+          role === undefined ? undefined : eq(users.role, role),
         ),
       ),
   );
@@ -42,6 +43,26 @@ export async function requireSession(db: Db, session: Session | undefined): Prom
     .from(users)
     .where(and(eq(users.id, session?.userId ?? 0), sessionOpen(db, session)));
   if (!open) throw sessionEnded();
+}
+
+export const staffOnly = () => rpcError(ErrorReason.STAFF_ONLY, "only a staff account may do this");
+
+/**
+ * The condition that the call's session is open and its account staff: a revoked role or a
+ * deactivated account stops the very next call, on every gateway.
+ */
+export function staffSessionOpen(db: Db | Tx, session: Session | undefined): SQL {
+  return sessionOpen(db, session, "staff");
+}
+
+/** Throws invalid_token unless the session is open, staff_only unless its account is staff. */
+export async function requireStaff(db: Db | Tx, session: Session | undefined): Promise<void> {
+  const [open] = await db
+    .select({ role: users.role })
+    .from(users)
+    .where(and(eq(users.id, session?.userId ?? 0), sessionOpen(db, session)));
+  if (!open) throw sessionEnded();
+  if (open.role !== "staff") throw staffOnly();
 }
 
 /** A new session of the account; its id goes into the token as jti. */

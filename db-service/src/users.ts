@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { ServiceImpl } from "@connectrpc/connect";
-import type { UserService } from "@merch/gen/merch/store/v1/user_pb";
+import { Role, type UserService } from "@merch/gen/merch/store/v1/user_pb";
 import { ErrorReason, type Reason, rpcError } from "@merch/kit";
 import { and, eq, isNull, type SQL, sql } from "drizzle-orm";
 import type { PgUpdateSetSource } from "drizzle-orm/pg-core";
@@ -187,6 +187,23 @@ export function userService(
       );
       if (!row) throw rpcError(ErrorReason.CONFLICT, "the account changed meanwhile; nothing was changed, retry");
       return { user: userToProto(row) };
+    },
+
+    async setUserRole(req) {
+      const role = req.role === Role.STAFF ? "staff" : "customer";
+      const [before] = await database.run("user.role.get", (db) =>
+        db.select({ role: users.role }).from(users).where(sql`lower(${users.username}) = lower(${req.username})`),
+      );
+      if (!before) throw rpcError(ErrorReason.USERNAME_NOT_FOUND, `no account is named ${req.username}`);
+      const [row] = await database.run("user.role.set", (db) =>
+        db
+          .update(users)
+          .set({ role, updatedAt: sql`now()` })
+          .where(sql`lower(${users.username}) = lower(${req.username})`)
+          .returning(),
+      );
+      if (!row) throw rpcError(ErrorReason.USERNAME_NOT_FOUND, `no account is named ${req.username}`);
+      return { user: userToProto(row), role: req.role, changed: before.role !== role };
     },
 
     async deactivateUser(req) {

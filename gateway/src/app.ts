@@ -19,10 +19,12 @@ import { storefront } from "./plugins/storefront.ts";
 import { ProductCache } from "./product-cache.ts";
 import { orderRoutes } from "./rest/orders.ts";
 import { productRoutes } from "./rest/products.ts";
+import { staffRoutes } from "./rest/staff.ts";
 import { systemRoutes } from "./rest/system.ts";
 import { userRoutes } from "./rest/users.ts";
 import { serverOptions } from "./server-options.ts";
 import { loadSpec, loadSpecText } from "./spec.ts";
+import { StaffDesk } from "./staff.ts";
 import { Store } from "./store.ts";
 import { TokenVerifier } from "./tokens.ts";
 
@@ -59,6 +61,7 @@ export async function buildGateway(
     // Derived, so that no second secret has to be configured, and never equal to the signing key.
     auditKey: createHash("sha256").update("merch-store login-name audit\u0000").update(config.jwtSecret).digest(),
   });
+  const staff = new StaffDesk({ db, events, products });
   const metrics = new GatewayMetrics(
     () => events.stats(),
     () => products.following,
@@ -87,13 +90,14 @@ export async function buildGateway(
   await app.register(earlyRefusals, { closing: () => closing });
   await app.register(apiDocs, { spec });
   await app.register(storefront);
-  await app.register(shopService, { store, shutdownTimeoutMs: config.shutdownGraceMs });
+  await app.register(shopService, { store, staff, shutdownTimeoutMs: config.shutdownGraceMs });
   await app.register(health, { spec, events, db: db.health, log: log.health });
   await app.register(restRoutes, {
     spec,
     authenticate: tokenCheck(store),
     handlers: { ...systemRoutes(ctx), ...productRoutes(ctx), ...userRoutes(ctx), ...orderRoutes(ctx) },
   });
+  await app.register(restRoutes, { spec, authenticate: tokenCheck(store), handlers: staffRoutes(staff) });
   everyOperationRouted(app, spec);
 
   return {

@@ -2,6 +2,7 @@ import { type Client, createClient, type Interceptor, type Transport } from "@co
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { Health } from "@merch/gen/grpc/health/v1/health_pb";
 import { LogService } from "@merch/gen/merch/log/v1/log_pb";
+import { CatalogueService } from "@merch/gen/merch/store/v1/catalogue_pb";
 import { OrderService } from "@merch/gen/merch/store/v1/order_pb";
 import { ProductService } from "@merch/gen/merch/store/v1/product_pb";
 import { UserService } from "@merch/gen/merch/store/v1/user_pb";
@@ -26,6 +27,7 @@ export interface DbClients {
   products: Client<typeof ProductService>;
   users: Client<typeof UserService>;
   orders: Client<typeof OrderService>;
+  catalogue: Client<typeof CatalogueService>;
   health: Client<typeof Health>;
 }
 
@@ -39,6 +41,7 @@ export function dbClients(transport: Transport): DbClients {
     products: createClient(ProductService, transport),
     users: createClient(UserService, transport),
     orders: createClient(OrderService, transport),
+    catalogue: createClient(CatalogueService, transport),
     health: createClient(Health, transport),
   };
 }

@@ -85,6 +85,21 @@ test("following db-service, a change made by anyone shows without reading again"
   await sql`UPDATE products SET stock = 500 WHERE id = 1`;
 });
 
+test("following db-service, a product archived anywhere leaves the pages, and comes back with its place", async (t) => {
+  const cache = new ProductCache(db, 1000, logger);
+  cache.start();
+  t.after(() => cache.close());
+  await eventually("the cache follows the stream", async () => cache.following);
+  const ids = async () => (JSON.parse(await cache.listJson()) as { id: number }[]).map((p) => p.id);
+  // Archived by staff through another gateway: this one hears it from the stream alone.
+  await sql`UPDATE products SET archived = true WHERE id = 2`;
+  await eventually("archived", async () => (await cache.get(2)) === undefined);
+  assert.deepEqual(await ids(), [1, 3]);
+  await sql`UPDATE products SET archived = false WHERE id = 2`;
+  await eventually("back", async () => (await cache.get(2)) !== undefined);
+  assert.deepEqual(await ids(), [1, 2, 3], "listed by id again");
+});
+
 test("a product a write answered with is applied at once", async () => {
   const cache = new ProductCache(db, 60_000, logger);
   const before = await cache.get(2);

@@ -69,12 +69,12 @@ export class ProductCache {
   }
 
   async list(): Promise<Product[]> {
-    return [...(await this.#fresh()).byId.values()].map((e) => e.product);
+    return byId(await this.#fresh()).map((e) => e.product);
   }
 
   async listJson(): Promise<string> {
     const snapshot = await this.#fresh();
-    snapshot.list ??= JSON.stringify([...snapshot.byId.values()].map((e) => productJson(e.product)));
+    snapshot.list ??= JSON.stringify(byId(snapshot).map((e) => productJson(e.product)));
     return snapshot.list;
   }
 
@@ -90,6 +90,15 @@ export class ProductCache {
   /** A product as a write just left it: applied at once, for the writer's next read. */
   apply(product: Product): void {
     if (this.#snapshot?.byId.has(product.id)) this.#upsert(product);
+  }
+
+  /**
+   * A product as staff just left it: added (a new one, or one brought back) or, once archived,
+   * dropped from the pages at once.
+   */
+  applyCatalogue(product: Product, archived: boolean): void {
+    if (archived) this.#remove([product.id]);
+    else this.#upsert(product);
   }
 
   #fresh(): Promise<Snapshot> {
@@ -125,6 +134,7 @@ export class ProductCache {
             backoff = RETRY_MIN_MS;
           } else {
             for (const product of change.products) this.#upsert(product);
+            this.#remove(change.removedIds);
           }
         }
       } catch (err) {
@@ -141,12 +151,24 @@ export class ProductCache {
     this.#following = false;
   }
 
+  #remove(ids: number[]): void {
+    const snapshot = this.#snapshot;
+    if (!snapshot || ids.length === 0) return;
+    for (const id of ids) snapshot.byId.delete(id);
+    snapshot.list = undefined;
+  }
+
   #upsert(product: Product): void {
     const snapshot = this.#snapshot;
     if (!snapshot) return;
     snapshot.byId.set(product.id, { product, json: JSON.stringify(productJson(product)) });
     snapshot.list = undefined;
   }
+}
+
+/** The entries by id: a product brought back from the archive goes back in its place. */
+function byId(snapshot: Snapshot): Entry[] {
+  return [...snapshot.byId.values()].sort((a, b) => a.product.id - b.product.id);
 }
 
 function entries(products: Product[]): Map<number, Entry> {

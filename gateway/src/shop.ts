@@ -9,6 +9,8 @@ import {
 import { OrderSchema, ProductSchema, ShopService, UserSchema } from "@merch/gen/merch/shop/v1/shop_pb";
 import { validation } from "@merch/kit";
 import type { FastifyRequest } from "fastify";
+import { staffShopMethods } from "./shop-staff.ts";
+import type { StaffDesk } from "./staff.ts";
 import type { Authenticated, RequestInfo, Store } from "./store.ts";
 
 // merch.shop.v1.ShopService: the REST API's twin for browsers and RPC clients, an adapter from
@@ -55,7 +57,7 @@ function authentication(store: Store): Interceptor {
   };
 }
 
-function shopService(store: Store): ServiceImpl<typeof ShopService> {
+function shopService(store: Store, staff: StaffDesk): ServiceImpl<typeof ShopService> {
   const info = (ctx: HandlerContext) => infoOf(ctx.values.get(kRequest));
   const auth = (ctx: HandlerContext): Authenticated => {
     const caller = ctx.values.get(kAuth);
@@ -114,14 +116,15 @@ function shopService(store: Store): ServiceImpl<typeof ShopService> {
     async cancelOrder(req, ctx) {
       return { order: order(await store.cancelOrder(auth(ctx), req.id)) };
     },
+    ...staffShopMethods(staff, auth),
   };
 }
 
 /** The routes and interceptors connect-fastify mounts on the gateway. */
-export function shopRoutes(store: Store) {
+export function shopRoutes(store: Store, staff: StaffDesk) {
   return {
     routes(router: ConnectRouter) {
-      router.service(ShopService, shopService(store));
+      router.service(ShopService, shopService(store, staff));
     },
     // Validation first (bad input costs no token check), then authentication.
     interceptors: [...validation(), authentication(store)],

@@ -121,7 +121,7 @@ const cases: { name: string; from: string; to: string; pointer?: string; at: str
     name: "a $ref to nothing",
     from: 'schema: { $ref: "#/components/schemas/Product" }',
     to: 'schema: { $ref: "#/components/schemas/Produkt" }',
-    pointer: "#/paths/~1products~1{id}/get/responses/200/content/application~1json/schema",
+    pointer: "#/paths/~1products/post/responses/201/content/application~1json/schema",
     at: 'schema: { $ref: "#/components/schemas/Produkt" }',
     refused: /unresolved \$ref #\/components\/schemas\/Produkt/,
   },

@@ -342,16 +342,21 @@ export class Store {
     const order = res.order;
     if (!order) throw new Error("db-service sent no order");
     if (res.product) this.#d.products.apply(res.product);
+    // Staff cancel on a customer's behalf: the event names both.
+    const byStaff = order.userId !== auth.subject.userId;
     this.#emit(
       auth,
       {
         level: "info",
         event: "order.cancelled",
-        message: "order cancelled",
+        message: byStaff ? "order cancelled by staff" : "order cancelled",
         attributes: {
           order_id: String(order.id),
           product_id: String(order.productId),
           quantity: String(order.quantity),
+          ...(byStaff
+            ? { by: "staff", staff_user_id: String(auth.subject.userId), customer_user_id: String(order.userId) }
+            : {}),
         },
       },
       auth.subject.userId,

@@ -56,6 +56,10 @@ export const ANSWERS: Readonly<Record<Reason, Answer>> = {
   [ErrorReason.SHUTTING_DOWN]: { code: Code.Unavailable, status: 503 },
   [ErrorReason.LOG_BUFFER_FULL]: { code: Code.ResourceExhausted, status: 503, internal: true },
   [ErrorReason.INTERNAL]: { code: Code.Internal, status: 500 },
+  [ErrorReason.STAFF_ONLY]: { code: Code.PermissionDenied, status: 403 },
+  [ErrorReason.INVALID_TRANSITION]: { code: Code.FailedPrecondition, status: 409 },
+  [ErrorReason.PRODUCT_NAME_TAKEN]: { code: Code.AlreadyExists, status: 409 },
+  [ErrorReason.USERNAME_NOT_FOUND]: { code: Code.NotFound, status: 404, internal: true },
 };
 
 /**

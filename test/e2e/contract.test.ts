@@ -597,6 +597,109 @@ describe("orders", () => {
   });
 });
 
+describe("running the shop (staff)", () => {
+  /** A staff account: registered, then granted the role as an operator does (one UPDATE here). */
+  async function staffAccount() {
+    const staff = await register(newAccount("st"));
+    await sql`UPDATE users SET role = 'staff' WHERE id = ${staff.user.id}`;
+    return staff;
+  }
+  const tooLarge = (body: Record<string, unknown>) => ({
+    rawBody: JSON.stringify({ ...body, pad: "x".repeat(70_000) }),
+    headers: { "content-type": "application/json" },
+  });
+  const form = { rawBody: "name=x", headers: { "content-type": "application/x-www-form-urlencoded" } };
+
+  test("POST /products, PATCH /products/{id}, POST /products/{id}/stock: every documented answer", async () => {
+    const { token } = await staffAccount();
+    const customer = await register();
+    const body = { name: `Contract cap ${process.pid}`, category: "Apparel", price: "15.00", stock: 2 };
+    const created = await api<{ id: number; name: string; stock: number }>("POST", "/products", { token, body });
+    assert.equal(created.status, 201, created.text);
+    assert.equal(created.headers.get("location"), `/products/${created.body.id}`);
+    const id = created.body.id;
+    const routes: [string, string, Record<string, unknown>][] = [
+      ["POST", "/products", { name: "Another", category: "X", price: "1.00" }],
+      ["PATCH", `/products/${id}`, { price: "16.00" }],
+      ["POST", `/products/${id}/stock`, { delta: 3, reason: "delivery" }],
+    ];
+    for (const [method, path, ok] of routes) {
+      expectProblem(await api(method, path, { body: ok }), 401, "authentication_required");
+      expectProblem(await api(method, path, { token: customer.token, body: ok }), 403, "staff_only");
+      expectProblem(await api(method, path, { token, body: { ...ok, unknown: 1 } }), 400, "validation_failed");
+      expectProblem(await api(method, path, { token, ...form }), 415, "unsupported_media_type");
+      expectProblem(await api(method, path, { token, ...tooLarge(ok) }), 413, "payload_too_large");
+    }
+    expectProblem(await api("POST", "/products", { token, body }), 409, "product_name_taken");
+    expectProblem(
+      await api("PATCH", `/products/${id}`, { token, body: { name: "SUSTech Hoodie" } }),
+      409,
+      "product_name_taken",
+    );
+    expectProblem(await api("PATCH", "/products/999999", { token, body: { price: "1.00" } }), 404, "product_not_found");
+    expectProblem(
+      await api("POST", "/products/999999/stock", { token, body: { delta: 1, reason: "x" } }),
+      404,
+      "product_not_found",
+    );
+    expectProblem(
+      await api("POST", `/products/${id}/stock`, { token, body: { delta: -3, reason: "count" } }),
+      409,
+      "insufficient_stock",
+    );
+    const patched = await api<{ price: string }>("PATCH", `/products/${id}`, { token, body: { price: "16.00" } });
+    assert.equal(patched.status, 200, patched.text);
+    assert.equal(patched.body.price, "16.00");
+    const restocked = await api<{ stock: number }>("POST", `/products/${id}/stock`, {
+      token,
+      body: { delta: 3, reason: "delivery" },
+    });
+    assert.equal(restocked.status, 200, restocked.text);
+    assert.equal(restocked.body.stock, 5);
+    assert.equal(await stockOf(id), 5);
+  });
+
+  test("GET /staff/orders and the hand-over: every documented answer, and a customer cannot cancel a ready order", async () => {
+    const { token } = await staffAccount();
+    const customer = await register();
+    const placed = await api<Order>("POST", "/orders", {
+      token: customer.token,
+      body: { product_id: 3, quantity: 1 },
+    });
+    assert.equal(placed.status, 201, placed.text);
+    const id = placed.body.id;
+
+    expectProblem(await api("GET", "/staff/orders"), 401, "authentication_required");
+    expectProblem(await api("GET", "/staff/orders", { token: customer.token }), 403, "staff_only");
+    expectProblem(await api("GET", "/staff/orders?status=gone", { token }), 400, "validation_failed", ["status"]);
+    const page = await api<{ items: Order[]; next_cursor: string | null }>(
+      "GET",
+      `/staff/orders?status=placed&product_id=3&limit=100`,
+      { token },
+    );
+    assert.equal(page.status, 200, page.text);
+    assert.ok(page.body.items.some((o) => o.id === id && o.user_id === customer.user.id));
+
+    for (const step of ["ready", "collected"]) {
+      expectProblem(await api("POST", `/orders/${id}/${step}`), 401, "authentication_required");
+      expectProblem(await api("POST", `/orders/${id}/${step}`, { token: customer.token }), 403, "staff_only");
+      expectProblem(await api("POST", `/orders/0/${step}`, { token }), 400, "validation_failed");
+      expectProblem(await api("POST", `/orders/999999/${step}`, { token }), 404, "order_not_found");
+    }
+    expectProblem(await api("POST", `/orders/${id}/collected`, { token }), 409, "invalid_transition");
+    const ready = await api<Order>("POST", `/orders/${id}/ready`, { token });
+    assert.equal(ready.status, 200, ready.text);
+    assert.equal(ready.body.status, "ready");
+    expectProblem(await api("POST", `/orders/${id}/ready`, { token }), 409, "invalid_transition");
+    expectProblem(await api("POST", `/orders/${id}/cancel`, { token: customer.token }), 409, "invalid_transition");
+    const collected = await api<Order>("POST", `/orders/${id}/collected`, { token });
+    assert.equal(collected.status, 200, collected.text);
+    assert.equal(collected.body.status, "collected");
+    const seenByCustomer = await api<Order>("GET", `/orders/${id}`, { token: customer.token });
+    assert.equal(seenByCustomer.body.status, "collected");
+  });
+});
+
 describe("operations", () => {
   test("GET /healthz and /readyz", async () => {
     const health = await api<{ status: string }>("GET", "/healthz");

@@ -2,9 +2,10 @@ import { type Order, OrderStatus, type Product, type User } from "@merch/gen/mer
 import { Session, shopClient } from "./api.ts";
 import { byId, field, h } from "./dom.ts";
 import { inWords, type Refusal, refusalOf } from "./refusals.ts";
+import { StaffView } from "./staff.ts";
 
 // The storefront: browse with live stock, register, log in, order, see and cancel orders, log
-// out. Every answer of the store ends in words, in role="status" when it went well and in
+// out; and, for a staff account, run the shop (staff.ts). Every answer of the store ends in words, in role="status" when it went well and in
 // role="alert" when it was refused.
 
 /** How often the stock is read again while the page is visible. */
@@ -76,6 +77,7 @@ interface ProductView {
   article: HTMLElement;
   price: HTMLElement;
   stock: HTMLElement;
+  restock: HTMLFormElement;
 }
 
 const shown = new Map<number, ProductView>();
@@ -105,6 +107,7 @@ function showProducts(products: Product[]): void {
   for (const [id, view] of shown) {
     if (!ids.has(id)) {
       view.article.remove();
+      staff.dropRestockForm(view.restock);
       shown.delete(id);
     }
   }
@@ -149,7 +152,9 @@ function productView(product: Product): ProductView {
     h("p", { class: "figures" }, h("span", { class: "price" }, "Price ", price), stock),
     form,
   );
-  const view: ProductView = { product, article, price, stock };
+  const restock = staff.restockForm(product.id, () => view.product.name);
+  article.append(restock);
+  const view: ProductView = { product, article, price, stock, restock };
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     void busy(order, () => placeOrder(view.product, Number(quantity.value)));
@@ -236,13 +241,24 @@ async function refreshOrders(): Promise<void> {
   }
 }
 
+const STATUS_WORDS: Record<number, string> = {
+  [OrderStatus.PLACED]: "placed",
+  [OrderStatus.READY]: "ready for collection",
+  [OrderStatus.COLLECTED]: "collected",
+  [OrderStatus.CANCELLED]: "cancelled",
+};
+
+function productName(id: number): string {
+  return shown.get(id)?.product.name ?? `Product #${id}`;
+}
+
 function orderItem(order: Order): HTMLLIElement {
-  const name = shown.get(order.productId)?.product.name ?? `Product #${order.productId}`;
+  const name = productName(order.productId);
   const placed = order.status === OrderStatus.PLACED;
-  const status = placed ? "placed" : "cancelled";
+  const status = STATUS_WORDS[order.status] ?? "unknown";
   const item = h(
     "li",
-    { class: `order ${status}` },
+    { class: `order ${status.split(" ")[0]}` },
     h("span", { class: "order-id" }, `Order #${order.id}`),
     h("span", { class: "order-product" }, name),
     h("span", {}, `Quantity ${order.quantity}`),
@@ -271,12 +287,20 @@ async function cancelOrder(order: Order, name: string): Promise<void> {
 
 let user: User | undefined;
 
+const staff = new StaffView(shop, {
+  say,
+  refused: (refusal) => refused(refusal),
+  refreshProducts: () => refreshProducts(),
+  productName,
+});
+
 function signedIn(who: User): void {
   user = who;
   ui.whoami.textContent = `Signed in as ${who.username}`;
   ui.account.hidden = false;
   ui.auth.hidden = true;
   ui.ordersSection.hidden = false;
+  void staff.enter();
 }
 
 function signedOut(): void {
@@ -287,6 +311,7 @@ function signedOut(): void {
   ui.auth.hidden = false;
   ui.ordersSection.hidden = true;
   ui.orders.replaceChildren();
+  staff.leave();
   // An answer to a request of the last session must not show its orders again.
   ordersApplied = ++ordersAsked;
 }
@@ -373,8 +398,12 @@ async function resume(): Promise<void> {
 
 // Live stock: read again every few seconds while the page is visible, at once when it is shown
 // again, and after every order and cancellation (above).
+// The orders too, so that a customer sees staff mark theirs ready and collected.
 setInterval(() => {
-  if (!document.hidden) void refreshProducts();
+  if (document.hidden) return;
+  void refreshProducts();
+  if (user !== undefined) void refreshOrders();
+  void staff.refresh();
 }, STOCK_REFRESH_MS);
 document.addEventListener("visibilitychange", () => {
   if (!document.hidden) void refreshProducts();

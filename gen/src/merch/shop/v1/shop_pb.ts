@@ -14,7 +14,7 @@ import type { Message, UnknownEnum } from "@bufbuild/protobuf";
  * Describes the file merch/shop/v1/shop.proto.
  */
 export const file_merch_shop_v1_shop: GenFile = /*@__PURE__*/
-  fileDesc("ChhtZXJjaC9zaG9wL3YxL3Nob3AucHJvdG8SDW1lcmNoLnNob3AudjEizQEKB1Byb2R1Y3QSEwoCaWQYASABKAVCB7pIBBoCKAESDAoEbmFtZRgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCRIQCghjYXRlZ29yeRgEIAEoCRIYCgVwcmljZRgFIAEoCUIJukgGcgS4iCcBEg4KBnNsb2dhbhgGIAEoCRIWCgVzdG9jaxgHIAEoBUIHukgEGgIoABI2CgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIGukgDyAEBIrUBCgRVc2VyEhMKAmlkGAEgASgFQge6SAQaAigBEhYKA3NpZBgCIAEoCUIJukgGcgSIiCcBEhsKCHVzZXJuYW1lGAMgASgJQgm6SAZyBJCIJwESGAoFZW1haWwYBCABKAlCCbpIBnIEmIgnARIRCglpc19hY3RpdmUYBSABKAgSNgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBASLFAgoFT3JkZXISEwoCaWQYASABKAVCB7pIBBoCKAESGAoHdXNlcl9pZBgCIAEoBUIHukgEGgIoARIbCgpwcm9kdWN0X2lkGAMgASgFQge6SAQaAigBEhsKCHF1YW50aXR5GAQgASgFQgm6SAYaBIiIJwESHQoKdW5pdF9wcmljZRgFIAEoCUIJukgGcgS4iCcBEh4KC3RvdGFsX3ByaWNlGAYgASgJQgm6SAZyBLiIJwESKgoGc3RhdHVzGAcgASgOMhoubWVyY2guc2hvcC52MS5PcmRlclN0YXR1cxI2CgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIGukgDyAEBEjAKDGNhbmNlbGxlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiFQoTTGlzdFByb2R1Y3RzUmVxdWVzdCJAChRMaXN0UHJvZHVjdHNSZXNwb25zZRIoCghwcm9kdWN0cxgBIAMoCzIWLm1lcmNoLnNob3AudjEuUHJvZHVjdCIoChFHZXRQcm9kdWN0UmVxdWVzdBITCgJpZBgBIAEoBUIHukgEGgIoASI9ChJHZXRQcm9kdWN0UmVzcG9uc2USJwoHcHJvZHVjdBgBIAEoCzIWLm1lcmNoLnNob3AudjEuUHJvZHVjdCJ9Cg9SZWdpc3RlclJlcXVlc3QSFgoDc2lkGAEgASgJQgm6SAZyBIiIJwESGwoIdXNlcm5hbWUYAiABKAlCCbpIBnIEkIgnARIYCgVlbWFpbBgDIAEoCUIJukgGcgSYiCcBEhsKCHBhc3N3b3JkGAQgASgJQgm6SAZyBKCIJwEiNQoQUmVnaXN0ZXJSZXNwb25zZRIhCgR1c2VyGAEgASgLMhMubWVyY2guc2hvcC52MS5Vc2VyIoEBCgxMb2dpblJlcXVlc3QSIQoIdXNlcm5hbWUYASABKAlCDbpICnIIqIgnARABGDJIABIcCgNzaWQYAiABKAlCDbpICnIIqIgnARABGA9IABIgCghwYXNzd29yZBgDIAEoCUIOukgLcgmoiCcBEAEYgAFCDgoFbG9naW4SBbpIAggBIlUKDUxvZ2luUmVzcG9uc2USDQoFdG9rZW4YASABKAkSEgoKZXhwaXJlc19pbhgCIAEoBRIhCgR1c2VyGAMgASgLMhMubWVyY2guc2hvcC52MS5Vc2VyIg8KDUxvZ291dFJlcXVlc3QiEAoOTG9nb3V0UmVzcG9uc2UiDgoMR2V0TWVSZXF1ZXN0IjIKDUdldE1lUmVzcG9uc2USIQoEdXNlchgBIAEoCzITLm1lcmNoLnNob3AudjEuVXNlciLUAwoPVXBkYXRlTWVSZXF1ZXN0EiAKCHVzZXJuYW1lGAEgASgJQgm6SAZyBJCIJwFIAIgBARIdCgVlbWFpbBgCIAEoCUIJukgGcgSYiCcBSAGIAQESIAoIcGFzc3dvcmQYAyABKAlCCbpIBnIEoIgnAUgCiAEBEi0KEGN1cnJlbnRfcGFzc3dvcmQYBCABKAlCDrpIC3IJqIgnARABGIABSAOIAQE69QG6SPEBGnMKBGJvZHkSLmdpdmUgYXQgbGVhc3Qgb25lIG9mIHVzZXJuYW1lLCBlbWFpbCwgcGFzc3dvcmQaO2hhcyh0aGlzLnVzZXJuYW1lKSB8fCBoYXModGhpcy5lbWFpbCkgfHwgaGFzKHRoaXMucGFzc3dvcmQpGnoKEGN1cnJlbnRfcGFzc3dvcmQSM2N1cnJlbnRfcGFzc3dvcmQgaXMgcmVxdWlyZWQgdG8gY2hhbmdlIHRoZSBwYXNzd29yZBoxIWhhcyh0aGlzLnBhc3N3b3JkKSB8fCBoYXModGhpcy5jdXJyZW50X3Bhc3N3b3JkKUILCglfdXNlcm5hbWVCCAoGX2VtYWlsQgsKCV9wYXNzd29yZEITChFfY3VycmVudF9wYXNzd29yZCI1ChBVcGRhdGVNZVJlc3BvbnNlEiEKBHVzZXIYASABKAsyEy5tZXJjaC5zaG9wLnYxLlVzZXIiFQoTRGVhY3RpdmF0ZU1lUmVxdWVzdCIWChREZWFjdGl2YXRlTWVSZXNwb25zZSJPChFMaXN0T3JkZXJzUmVxdWVzdBIcCglwYWdlX3NpemUYASABKAVCCbpIBhoEGGQoABIcCgpwYWdlX3Rva2VuGAIgASgJQgi6SAVyAxjIASJTChJMaXN0T3JkZXJzUmVzcG9uc2USJAoGb3JkZXJzGAEgAygLMhQubWVyY2guc2hvcC52MS5PcmRlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkidAoRUGxhY2VPcmRlclJlcXVlc3QSGwoKcHJvZHVjdF9pZBgBIAEoBUIHukgEGgIoARIbCghxdWFudGl0eRgCIAEoBUIJukgGGgSIiCcBEiUKD2lkZW1wb3RlbmN5X2tleRgDIAEoCUIMukgJ2AEBcgSwiCcBIksKElBsYWNlT3JkZXJSZXNwb25zZRIjCgVvcmRlchgBIAEoCzIULm1lcmNoLnNob3AudjEuT3JkZXISEAoIcmVwbGF5ZWQYAiABKAgiJgoPR2V0T3JkZXJSZXF1ZXN0EhMKAmlkGAEgASgFQge6SAQaAigBIjcKEEdldE9yZGVyUmVzcG9uc2USIwoFb3JkZXIYASABKAsyFC5tZXJjaC5zaG9wLnYxLk9yZGVyIikKEkNhbmNlbE9yZGVyUmVxdWVzdBITCgJpZBgBIAEoBUIHukgEGgIoASI6ChNDYW5jZWxPcmRlclJlc3BvbnNlEiMKBW9yZGVyGAEgASgLMhQubWVyY2guc2hvcC52MS5PcmRlcipgCgtPcmRlclN0YXR1cxIcChhPUkRFUl9TVEFUVVNfVU5TUEVDSUZJRUQQABIXChNPUkRFUl9TVEFUVVNfUExBQ0VEEAESGgoWT1JERVJfU1RBVFVTX0NBTkNFTExFRBACMuIHCgtTaG9wU2VydmljZRJcCgxMaXN0UHJvZHVjdHMSIi5tZXJjaC5zaG9wLnYxLkxpc3RQcm9kdWN0c1JlcXVlc3QaIy5tZXJjaC5zaG9wLnYxLkxpc3RQcm9kdWN0c1Jlc3BvbnNlIgOQAgESVgoKR2V0UHJvZHVjdBIgLm1lcmNoLnNob3AudjEuR2V0UHJvZHVjdFJlcXVlc3QaIS5tZXJjaC5zaG9wLnYxLkdldFByb2R1Y3RSZXNwb25zZSIDkAIBEksKCFJlZ2lzdGVyEh4ubWVyY2guc2hvcC52MS5SZWdpc3RlclJlcXVlc3QaHy5tZXJjaC5zaG9wLnYxLlJlZ2lzdGVyUmVzcG9uc2USQgoFTG9naW4SGy5tZXJjaC5zaG9wLnYxLkxvZ2luUmVxdWVzdBocLm1lcmNoLnNob3AudjEuTG9naW5SZXNwb25zZRJFCgZMb2dvdXQSHC5tZXJjaC5zaG9wLnYxLkxvZ291dFJlcXVlc3QaHS5tZXJjaC5zaG9wLnYxLkxvZ291dFJlc3BvbnNlEkcKBUdldE1lEhsubWVyY2guc2hvcC52MS5HZXRNZVJlcXVlc3QaHC5tZXJjaC5zaG9wLnYxLkdldE1lUmVzcG9uc2UiA5ACARJLCghVcGRhdGVNZRIeLm1lcmNoLnNob3AudjEuVXBkYXRlTWVSZXF1ZXN0Gh8ubWVyY2guc2hvcC52MS5VcGRhdGVNZVJlc3BvbnNlElcKDERlYWN0aXZhdGVNZRIiLm1lcmNoLnNob3AudjEuRGVhY3RpdmF0ZU1lUmVxdWVzdBojLm1lcmNoLnNob3AudjEuRGVhY3RpdmF0ZU1lUmVzcG9uc2USVgoKTGlzdE9yZGVycxIgLm1lcmNoLnNob3AudjEuTGlzdE9yZGVyc1JlcXVlc3QaIS5tZXJjaC5zaG9wLnYxLkxpc3RPcmRlcnNSZXNwb25zZSIDkAIBElEKClBsYWNlT3JkZXISIC5tZXJjaC5zaG9wLnYxLlBsYWNlT3JkZXJSZXF1ZXN0GiEubWVyY2guc2hvcC52MS5QbGFjZU9yZGVyUmVzcG9uc2USUAoIR2V0T3JkZXISHi5tZXJjaC5zaG9wLnYxLkdldE9yZGVyUmVxdWVzdBofLm1lcmNoLnNob3AudjEuR2V0T3JkZXJSZXNwb25zZSIDkAIBElkKC0NhbmNlbE9yZGVyEiEubWVyY2guc2hvcC52MS5DYW5jZWxPcmRlclJlcXVlc3QaIi5tZXJjaC5zaG9wLnYxLkNhbmNlbE9yZGVyUmVzcG9uc2UiA5ACAmIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp, file_merch_common_v1_rules]);
+  fileDesc("ChhtZXJjaC9zaG9wL3YxL3Nob3AucHJvdG8SDW1lcmNoLnNob3AudjEizQEKB1Byb2R1Y3QSEwoCaWQYASABKAVCB7pIBBoCKAESDAoEbmFtZRgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCRIQCghjYXRlZ29yeRgEIAEoCRIYCgVwcmljZRgFIAEoCUIJukgGcgS4iCcBEg4KBnNsb2dhbhgGIAEoCRIWCgVzdG9jaxgHIAEoBUIHukgEGgIoABI2CgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIGukgDyAEBIrUBCgRVc2VyEhMKAmlkGAEgASgFQge6SAQaAigBEhYKA3NpZBgCIAEoCUIJukgGcgSIiCcBEhsKCHVzZXJuYW1lGAMgASgJQgm6SAZyBJCIJwESGAoFZW1haWwYBCABKAlCCbpIBnIEmIgnARIRCglpc19hY3RpdmUYBSABKAgSNgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBASLFAgoFT3JkZXISEwoCaWQYASABKAVCB7pIBBoCKAESGAoHdXNlcl9pZBgCIAEoBUIHukgEGgIoARIbCgpwcm9kdWN0X2lkGAMgASgFQge6SAQaAigBEhsKCHF1YW50aXR5GAQgASgFQgm6SAYaBIiIJwESHQoKdW5pdF9wcmljZRgFIAEoCUIJukgGcgS4iCcBEh4KC3RvdGFsX3ByaWNlGAYgASgJQgm6SAZyBLiIJwESKgoGc3RhdHVzGAcgASgOMhoubWVyY2guc2hvcC52MS5PcmRlclN0YXR1cxI2CgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIGukgDyAEBEjAKDGNhbmNlbGxlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiFQoTTGlzdFByb2R1Y3RzUmVxdWVzdCJAChRMaXN0UHJvZHVjdHNSZXNwb25zZRIoCghwcm9kdWN0cxgBIAMoCzIWLm1lcmNoLnNob3AudjEuUHJvZHVjdCIoChFHZXRQcm9kdWN0UmVxdWVzdBITCgJpZBgBIAEoBUIHukgEGgIoASI9ChJHZXRQcm9kdWN0UmVzcG9uc2USJwoHcHJvZHVjdBgBIAEoCzIWLm1lcmNoLnNob3AudjEuUHJvZHVjdCJ9Cg9SZWdpc3RlclJlcXVlc3QSFgoDc2lkGAEgASgJQgm6SAZyBIiIJwESGwoIdXNlcm5hbWUYAiABKAlCCbpIBnIEkIgnARIYCgVlbWFpbBgDIAEoCUIJukgGcgSYiCcBEhsKCHBhc3N3b3JkGAQgASgJQgm6SAZyBKCIJwEiNQoQUmVnaXN0ZXJSZXNwb25zZRIhCgR1c2VyGAEgASgLMhMubWVyY2guc2hvcC52MS5Vc2VyIoEBCgxMb2dpblJlcXVlc3QSIQoIdXNlcm5hbWUYASABKAlCDbpICnIIqIgnARABGDJIABIcCgNzaWQYAiABKAlCDbpICnIIqIgnARABGA9IABIgCghwYXNzd29yZBgDIAEoCUIOukgLcgmoiCcBEAEYgAFCDgoFbG9naW4SBbpIAggBIlUKDUxvZ2luUmVzcG9uc2USDQoFdG9rZW4YASABKAkSEgoKZXhwaXJlc19pbhgCIAEoBRIhCgR1c2VyGAMgASgLMhMubWVyY2guc2hvcC52MS5Vc2VyIg8KDUxvZ291dFJlcXVlc3QiEAoOTG9nb3V0UmVzcG9uc2UiDgoMR2V0TWVSZXF1ZXN0IjIKDUdldE1lUmVzcG9uc2USIQoEdXNlchgBIAEoCzITLm1lcmNoLnNob3AudjEuVXNlciLUAwoPVXBkYXRlTWVSZXF1ZXN0EiAKCHVzZXJuYW1lGAEgASgJQgm6SAZyBJCIJwFIAIgBARIdCgVlbWFpbBgCIAEoCUIJukgGcgSYiCcBSAGIAQESIAoIcGFzc3dvcmQYAyABKAlCCbpIBnIEoIgnAUgCiAEBEi0KEGN1cnJlbnRfcGFzc3dvcmQYBCABKAlCDrpIC3IJqIgnARABGIABSAOIAQE69QG6SPEBGnMKBGJvZHkSLmdpdmUgYXQgbGVhc3Qgb25lIG9mIHVzZXJuYW1lLCBlbWFpbCwgcGFzc3dvcmQaO2hhcyh0aGlzLnVzZXJuYW1lKSB8fCBoYXModGhpcy5lbWFpbCkgfHwgaGFzKHRoaXMucGFzc3dvcmQpGnoKEGN1cnJlbnRfcGFzc3dvcmQSM2N1cnJlbnRfcGFzc3dvcmQgaXMgcmVxdWlyZWQgdG8gY2hhbmdlIHRoZSBwYXNzd29yZBoxIWhhcyh0aGlzLnBhc3N3b3JkKSB8fCBoYXModGhpcy5jdXJyZW50X3Bhc3N3b3JkKUILCglfdXNlcm5hbWVCCAoGX2VtYWlsQgsKCV9wYXNzd29yZEITChFfY3VycmVudF9wYXNzd29yZCI1ChBVcGRhdGVNZVJlc3BvbnNlEiEKBHVzZXIYASABKAsyEy5tZXJjaC5zaG9wLnYxLlVzZXIiFQoTRGVhY3RpdmF0ZU1lUmVxdWVzdCIWChREZWFjdGl2YXRlTWVSZXNwb25zZSJPChFMaXN0T3JkZXJzUmVxdWVzdBIcCglwYWdlX3NpemUYASABKAVCCbpIBhoEGGQoABIcCgpwYWdlX3Rva2VuGAIgASgJQgi6SAVyAxjIASJTChJMaXN0T3JkZXJzUmVzcG9uc2USJAoGb3JkZXJzGAEgAygLMhQubWVyY2guc2hvcC52MS5PcmRlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkidAoRUGxhY2VPcmRlclJlcXVlc3QSGwoKcHJvZHVjdF9pZBgBIAEoBUIHukgEGgIoARIbCghxdWFudGl0eRgCIAEoBUIJukgGGgSIiCcBEiUKD2lkZW1wb3RlbmN5X2tleRgDIAEoCUIMukgJ2AEBcgSwiCcBIksKElBsYWNlT3JkZXJSZXNwb25zZRIjCgVvcmRlchgBIAEoCzIULm1lcmNoLnNob3AudjEuT3JkZXISEAoIcmVwbGF5ZWQYAiABKAgiJgoPR2V0T3JkZXJSZXF1ZXN0EhMKAmlkGAEgASgFQge6SAQaAigBIjcKEEdldE9yZGVyUmVzcG9uc2USIwoFb3JkZXIYASABKAsyFC5tZXJjaC5zaG9wLnYxLk9yZGVyIikKEkNhbmNlbE9yZGVyUmVxdWVzdBITCgJpZBgBIAEoBUIHukgEGgIoASI6ChNDYW5jZWxPcmRlclJlc3BvbnNlEiMKBW9yZGVyGAEgASgLMhQubWVyY2guc2hvcC52MS5PcmRlciLvAQoUQ3JlYXRlUHJvZHVjdFJlcXVlc3QSFwoEbmFtZRgBIAEoCUIJukgGcgTAiCcBEiMKC2Rlc2NyaXB0aW9uGAIgASgJQgm6SAZyBNCIJwFIAIgBARIbCghjYXRlZ29yeRgDIAEoCUIJukgGcgTIiCcBEhgKBXByaWNlGAQgASgJQgm6SAZyBLiIJwESHgoGc2xvZ2FuGAUgASgJQgm6SAZyBNiIJwFIAYgBARIdCgVzdG9jaxgGIAEoBUIJukgGGgSQiCcBSAKIAQFCDgoMX2Rlc2NyaXB0aW9uQgkKB19zbG9nYW5CCAoGX3N0b2NrIkAKFUNyZWF0ZVByb2R1Y3RSZXNwb25zZRInCgdwcm9kdWN0GAEgASgLMhYubWVyY2guc2hvcC52MS5Qcm9kdWN0IoUEChRVcGRhdGVQcm9kdWN0UmVxdWVzdBITCgJpZBgBIAEoBUIHukgEGgIoARIcCgRuYW1lGAIgASgJQgm6SAZyBMCIJwFIAIgBARIjCgtkZXNjcmlwdGlvbhgDIAEoCUIJukgGcgTQiCcBSAGIAQESIAoIY2F0ZWdvcnkYBCABKAlCCbpIBnIEyIgnAUgCiAEBEh0KBXByaWNlGAUgASgJQgm6SAZyBLiIJwFIA4gBARIeCgZzbG9nYW4YBiABKAlCCbpIBnIE2IgnAUgEiAEBEhUKCGFyY2hpdmVkGAcgASgISAWIAQE61AG6SNABGs0BCgRib2R5EklnaXZlIGF0IGxlYXN0IG9uZSBvZiBuYW1lLCBkZXNjcmlwdGlvbiwgY2F0ZWdvcnksIHByaWNlLCBzbG9nYW4sIGFyY2hpdmVkGnpoYXModGhpcy5uYW1lKSB8fCBoYXModGhpcy5kZXNjcmlwdGlvbikgfHwgaGFzKHRoaXMuY2F0ZWdvcnkpIHx8IGhhcyh0aGlzLnByaWNlKSB8fCBoYXModGhpcy5zbG9nYW4pIHx8IGhhcyh0aGlzLmFyY2hpdmVkKUIHCgVfbmFtZUIOCgxfZGVzY3JpcHRpb25CCwoJX2NhdGVnb3J5QggKBl9wcmljZUIJCgdfc2xvZ2FuQgsKCV9hcmNoaXZlZCJAChVVcGRhdGVQcm9kdWN0UmVzcG9uc2USJwoHcHJvZHVjdBgBIAEoCzIWLm1lcmNoLnNob3AudjEuUHJvZHVjdCJeChJBZGp1c3RTdG9ja1JlcXVlc3QSEwoCaWQYASABKAVCB7pIBBoCKAESGAoFZGVsdGEYAiABKAVCCbpIBhoEmIgnARIZCgZyZWFzb24YAyABKAlCCbpIBnIE4IgnASI+ChNBZGp1c3RTdG9ja1Jlc3BvbnNlEicKB3Byb2R1Y3QYASABKAsyFi5tZXJjaC5zaG9wLnYxLlByb2R1Y3QiFgoUTGlzdENhdGFsb2d1ZVJlcXVlc3QiSwoOQ2F0YWxvZ3VlRW50cnkSJwoHcHJvZHVjdBgBIAEoCzIWLm1lcmNoLnNob3AudjEuUHJvZHVjdBIQCghhcmNoaXZlZBgCIAEoCCJHChVMaXN0Q2F0YWxvZ3VlUmVzcG9uc2USLgoHZW50cmllcxgBIAMoCzIdLm1lcmNoLnNob3AudjEuQ2F0YWxvZ3VlRW50cnkipQEKFExpc3RBbGxPcmRlcnNSZXF1ZXN0EhwKCXBhZ2Vfc2l6ZRgBIAEoBUIJukgGGgQYZCgAEhwKCnBhZ2VfdG9rZW4YAiABKAlCCLpIBXIDGMgBEjQKBnN0YXR1cxgDIAEoDjIaLm1lcmNoLnNob3AudjEuT3JkZXJTdGF0dXNCCLpIBYIBAhABEhsKCnByb2R1Y3RfaWQYBCABKAVCB7pIBBoCKAAiVgoVTGlzdEFsbE9yZGVyc1Jlc3BvbnNlEiQKBm9yZGVycxgBIAMoCzIULm1lcmNoLnNob3AudjEuT3JkZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiwKFU1hcmtPcmRlclJlYWR5UmVxdWVzdBITCgJpZBgBIAEoBUIHukgEGgIoASI9ChZNYXJrT3JkZXJSZWFkeVJlc3BvbnNlEiMKBW9yZGVyGAEgASgLMhQubWVyY2guc2hvcC52MS5PcmRlciIwChlNYXJrT3JkZXJDb2xsZWN0ZWRSZXF1ZXN0EhMKAmlkGAEgASgFQge6SAQaAigBIkEKGk1hcmtPcmRlckNvbGxlY3RlZFJlc3BvbnNlEiMKBW9yZGVyGAEgASgLMhQubWVyY2guc2hvcC52MS5PcmRlciqUAQoLT3JkZXJTdGF0dXMSHAoYT1JERVJfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFwoTT1JERVJfU1RBVFVTX1BMQUNFRBABEhoKFk9SREVSX1NUQVRVU19DQU5DRUxMRUQQAhIWChJPUkRFUl9TVEFUVVNfUkVBRFkQAxIaChZPUkRFUl9TVEFUVVNfQ09MTEVDVEVEEAQygQ0KC1Nob3BTZXJ2aWNlElwKDExpc3RQcm9kdWN0cxIiLm1lcmNoLnNob3AudjEuTGlzdFByb2R1Y3RzUmVxdWVzdBojLm1lcmNoLnNob3AudjEuTGlzdFByb2R1Y3RzUmVzcG9uc2UiA5ACARJWCgpHZXRQcm9kdWN0EiAubWVyY2guc2hvcC52MS5HZXRQcm9kdWN0UmVxdWVzdBohLm1lcmNoLnNob3AudjEuR2V0UHJvZHVjdFJlc3BvbnNlIgOQAgESSwoIUmVnaXN0ZXISHi5tZXJjaC5zaG9wLnYxLlJlZ2lzdGVyUmVxdWVzdBofLm1lcmNoLnNob3AudjEuUmVnaXN0ZXJSZXNwb25zZRJCCgVMb2dpbhIbLm1lcmNoLnNob3AudjEuTG9naW5SZXF1ZXN0GhwubWVyY2guc2hvcC52MS5Mb2dpblJlc3BvbnNlEkUKBkxvZ291dBIcLm1lcmNoLnNob3AudjEuTG9nb3V0UmVxdWVzdBodLm1lcmNoLnNob3AudjEuTG9nb3V0UmVzcG9uc2USRwoFR2V0TWUSGy5tZXJjaC5zaG9wLnYxLkdldE1lUmVxdWVzdBocLm1lcmNoLnNob3AudjEuR2V0TWVSZXNwb25zZSIDkAIBEksKCFVwZGF0ZU1lEh4ubWVyY2guc2hvcC52MS5VcGRhdGVNZVJlcXVlc3QaHy5tZXJjaC5zaG9wLnYxLlVwZGF0ZU1lUmVzcG9uc2USVwoMRGVhY3RpdmF0ZU1lEiIubWVyY2guc2hvcC52MS5EZWFjdGl2YXRlTWVSZXF1ZXN0GiMubWVyY2guc2hvcC52MS5EZWFjdGl2YXRlTWVSZXNwb25zZRJWCgpMaXN0T3JkZXJzEiAubWVyY2guc2hvcC52MS5MaXN0T3JkZXJzUmVxdWVzdBohLm1lcmNoLnNob3AudjEuTGlzdE9yZGVyc1Jlc3BvbnNlIgOQAgESUQoKUGxhY2VPcmRlchIgLm1lcmNoLnNob3AudjEuUGxhY2VPcmRlclJlcXVlc3QaIS5tZXJjaC5zaG9wLnYxLlBsYWNlT3JkZXJSZXNwb25zZRJQCghHZXRPcmRlchIeLm1lcmNoLnNob3AudjEuR2V0T3JkZXJSZXF1ZXN0Gh8ubWVyY2guc2hvcC52MS5HZXRPcmRlclJlc3BvbnNlIgOQAgESWQoLQ2FuY2VsT3JkZXISIS5tZXJjaC5zaG9wLnYxLkNhbmNlbE9yZGVyUmVxdWVzdBoiLm1lcmNoLnNob3AudjEuQ2FuY2VsT3JkZXJSZXNwb25zZSIDkAICEloKDUNyZWF0ZVByb2R1Y3QSIy5tZXJjaC5zaG9wLnYxLkNyZWF0ZVByb2R1Y3RSZXF1ZXN0GiQubWVyY2guc2hvcC52MS5DcmVhdGVQcm9kdWN0UmVzcG9uc2USXwoNVXBkYXRlUHJvZHVjdBIjLm1lcmNoLnNob3AudjEuVXBkYXRlUHJvZHVjdFJlcXVlc3QaJC5tZXJjaC5zaG9wLnYxLlVwZGF0ZVByb2R1Y3RSZXNwb25zZSIDkAICElQKC0FkanVzdFN0b2NrEiEubWVyY2guc2hvcC52MS5BZGp1c3RTdG9ja1JlcXVlc3QaIi5tZXJjaC5zaG9wLnYxLkFkanVzdFN0b2NrUmVzcG9uc2USXwoNTGlzdENhdGFsb2d1ZRIjLm1lcmNoLnNob3AudjEuTGlzdENhdGFsb2d1ZVJlcXVlc3QaJC5tZXJjaC5zaG9wLnYxLkxpc3RDYXRhbG9ndWVSZXNwb25zZSIDkAIBEl8KDUxpc3RBbGxPcmRlcnMSIy5tZXJjaC5zaG9wLnYxLkxpc3RBbGxPcmRlcnNSZXF1ZXN0GiQubWVyY2guc2hvcC52MS5MaXN0QWxsT3JkZXJzUmVzcG9uc2UiA5ACARJdCg5NYXJrT3JkZXJSZWFkeRIkLm1lcmNoLnNob3AudjEuTWFya09yZGVyUmVhZHlSZXF1ZXN0GiUubWVyY2guc2hvcC52MS5NYXJrT3JkZXJSZWFkeVJlc3BvbnNlEmkKEk1hcmtPcmRlckNvbGxlY3RlZBIoLm1lcmNoLnNob3AudjEuTWFya09yZGVyQ29sbGVjdGVkUmVxdWVzdBopLm1lcmNoLnNob3AudjEuTWFya09yZGVyQ29sbGVjdGVkUmVzcG9uc2ViBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp, file_merch_common_v1_rules]);
 
 /**
  * A product of the catalogue, with its live stock.
@@ -658,6 +658,367 @@ export const CancelOrderResponseSchema: GenMessage<CancelOrderResponse> = /*@__P
   messageDesc(file_merch_shop_v1_shop, 26);
 
 /**
+ * A new product. description, slogan and stock may be left out: empty, empty and 0.
+ *
+ * @generated from message merch.shop.v1.CreateProductRequest
+ */
+export type CreateProductRequest = Message<"merch.shop.v1.CreateProductRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: optional string description = 2;
+   */
+  description?: string | undefined;
+
+  /**
+   * @generated from field: string category = 3;
+   */
+  category: string;
+
+  /**
+   * @generated from field: string price = 4;
+   */
+  price: string;
+
+  /**
+   * @generated from field: optional string slogan = 5;
+   */
+  slogan?: string | undefined;
+
+  /**
+   * @generated from field: optional int32 stock = 6;
+   */
+  stock?: number | undefined;
+};
+
+/**
+ * Describes the message merch.shop.v1.CreateProductRequest.
+ * Use `create(CreateProductRequestSchema)` to create a new message.
+ */
+export const CreateProductRequestSchema: GenMessage<CreateProductRequest> = /*@__PURE__*/
+  messageDesc(file_merch_shop_v1_shop, 27);
+
+/**
+ * @generated from message merch.shop.v1.CreateProductResponse
+ */
+export type CreateProductResponse = Message<"merch.shop.v1.CreateProductResponse"> & {
+  /**
+   * @generated from field: merch.shop.v1.Product product = 1;
+   */
+  product?: Product | undefined;
+};
+
+/**
+ * Describes the message merch.shop.v1.CreateProductResponse.
+ * Use `create(CreateProductResponseSchema)` to create a new message.
+ */
+export const CreateProductResponseSchema: GenMessage<CreateProductResponse> = /*@__PURE__*/
+  messageDesc(file_merch_shop_v1_shop, 28);
+
+/**
+ * @generated from message merch.shop.v1.UpdateProductRequest
+ */
+export type UpdateProductRequest = Message<"merch.shop.v1.UpdateProductRequest"> & {
+  /**
+   * In the path of the REST route.
+   *
+   * @generated from field: int32 id = 1;
+   */
+  id: number;
+
+  /**
+   * @generated from field: optional string name = 2;
+   */
+  name?: string | undefined;
+
+  /**
+   * @generated from field: optional string description = 3;
+   */
+  description?: string | undefined;
+
+  /**
+   * @generated from field: optional string category = 4;
+   */
+  category?: string | undefined;
+
+  /**
+   * @generated from field: optional string price = 5;
+   */
+  price?: string | undefined;
+
+  /**
+   * @generated from field: optional string slogan = 6;
+   */
+  slogan?: string | undefined;
+
+  /**
+   * True hides the product from customers; false brings it back.
+   *
+   * @generated from field: optional bool archived = 7;
+   */
+  archived?: boolean | undefined;
+};
+
+/**
+ * Describes the message merch.shop.v1.UpdateProductRequest.
+ * Use `create(UpdateProductRequestSchema)` to create a new message.
+ */
+export const UpdateProductRequestSchema: GenMessage<UpdateProductRequest> = /*@__PURE__*/
+  messageDesc(file_merch_shop_v1_shop, 29);
+
+/**
+ * @generated from message merch.shop.v1.UpdateProductResponse
+ */
+export type UpdateProductResponse = Message<"merch.shop.v1.UpdateProductResponse"> & {
+  /**
+   * @generated from field: merch.shop.v1.Product product = 1;
+   */
+  product?: Product | undefined;
+};
+
+/**
+ * Describes the message merch.shop.v1.UpdateProductResponse.
+ * Use `create(UpdateProductResponseSchema)` to create a new message.
+ */
+export const UpdateProductResponseSchema: GenMessage<UpdateProductResponse> = /*@__PURE__*/
+  messageDesc(file_merch_shop_v1_shop, 30);
+
+/**
+ * @generated from message merch.shop.v1.AdjustStockRequest
+ */
+export type AdjustStockRequest = Message<"merch.shop.v1.AdjustStockRequest"> & {
+  /**
+   * In the path of the REST route.
+   *
+   * @generated from field: int32 id = 1;
+   */
+  id: number;
+
+  /**
+   * @generated from field: int32 delta = 2;
+   */
+  delta: number;
+
+  /**
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message merch.shop.v1.AdjustStockRequest.
+ * Use `create(AdjustStockRequestSchema)` to create a new message.
+ */
+export const AdjustStockRequestSchema: GenMessage<AdjustStockRequest> = /*@__PURE__*/
+  messageDesc(file_merch_shop_v1_shop, 31);
+
+/**
+ * @generated from message merch.shop.v1.AdjustStockResponse
+ */
+export type AdjustStockResponse = Message<"merch.shop.v1.AdjustStockResponse"> & {
+  /**
+   * @generated from field: merch.shop.v1.Product product = 1;
+   */
+  product?: Product | undefined;
+};
+
+/**
+ * Describes the message merch.shop.v1.AdjustStockResponse.
+ * Use `create(AdjustStockResponseSchema)` to create a new message.
+ */
+export const AdjustStockResponseSchema: GenMessage<AdjustStockResponse> = /*@__PURE__*/
+  messageDesc(file_merch_shop_v1_shop, 32);
+
+/**
+ * @generated from message merch.shop.v1.ListCatalogueRequest
+ */
+export type ListCatalogueRequest = Message<"merch.shop.v1.ListCatalogueRequest"> & {
+};
+
+/**
+ * Describes the message merch.shop.v1.ListCatalogueRequest.
+ * Use `create(ListCatalogueRequestSchema)` to create a new message.
+ */
+export const ListCatalogueRequestSchema: GenMessage<ListCatalogueRequest> = /*@__PURE__*/
+  messageDesc(file_merch_shop_v1_shop, 33);
+
+/**
+ * A product as staff see it: with whether it is archived.
+ *
+ * @generated from message merch.shop.v1.CatalogueEntry
+ */
+export type CatalogueEntry = Message<"merch.shop.v1.CatalogueEntry"> & {
+  /**
+   * @generated from field: merch.shop.v1.Product product = 1;
+   */
+  product?: Product | undefined;
+
+  /**
+   * @generated from field: bool archived = 2;
+   */
+  archived: boolean;
+};
+
+/**
+ * Describes the message merch.shop.v1.CatalogueEntry.
+ * Use `create(CatalogueEntrySchema)` to create a new message.
+ */
+export const CatalogueEntrySchema: GenMessage<CatalogueEntry> = /*@__PURE__*/
+  messageDesc(file_merch_shop_v1_shop, 34);
+
+/**
+ * @generated from message merch.shop.v1.ListCatalogueResponse
+ */
+export type ListCatalogueResponse = Message<"merch.shop.v1.ListCatalogueResponse"> & {
+  /**
+   * @generated from field: repeated merch.shop.v1.CatalogueEntry entries = 1;
+   */
+  entries: CatalogueEntry[];
+};
+
+/**
+ * Describes the message merch.shop.v1.ListCatalogueResponse.
+ * Use `create(ListCatalogueResponseSchema)` to create a new message.
+ */
+export const ListCatalogueResponseSchema: GenMessage<ListCatalogueResponse> = /*@__PURE__*/
+  messageDesc(file_merch_shop_v1_shop, 35);
+
+/**
+ * @generated from message merch.shop.v1.ListAllOrdersRequest
+ */
+export type ListAllOrdersRequest = Message<"merch.shop.v1.ListAllOrdersRequest"> & {
+  /**
+   * 1 to 100; 0 means 20.
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * next_page_token of the previous page (asked with the same filters); empty for the first.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+
+  /**
+   * Only orders of this status; unspecified means all.
+   *
+   * @generated from field: merch.shop.v1.OrderStatus status = 3;
+   */
+  status: OrderStatus;
+
+  /**
+   * Only orders of this product; 0 means all.
+   *
+   * @generated from field: int32 product_id = 4;
+   */
+  productId: number;
+};
+
+/**
+ * Describes the message merch.shop.v1.ListAllOrdersRequest.
+ * Use `create(ListAllOrdersRequestSchema)` to create a new message.
+ */
+export const ListAllOrdersRequestSchema: GenMessage<ListAllOrdersRequest> = /*@__PURE__*/
+  messageDesc(file_merch_shop_v1_shop, 36);
+
+/**
+ * @generated from message merch.shop.v1.ListAllOrdersResponse
+ */
+export type ListAllOrdersResponse = Message<"merch.shop.v1.ListAllOrdersResponse"> & {
+  /**
+   * @generated from field: repeated merch.shop.v1.Order orders = 1;
+   */
+  orders: Order[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message merch.shop.v1.ListAllOrdersResponse.
+ * Use `create(ListAllOrdersResponseSchema)` to create a new message.
+ */
+export const ListAllOrdersResponseSchema: GenMessage<ListAllOrdersResponse> = /*@__PURE__*/
+  messageDesc(file_merch_shop_v1_shop, 37);
+
+/**
+ * @generated from message merch.shop.v1.MarkOrderReadyRequest
+ */
+export type MarkOrderReadyRequest = Message<"merch.shop.v1.MarkOrderReadyRequest"> & {
+  /**
+   * @generated from field: int32 id = 1;
+   */
+  id: number;
+};
+
+/**
+ * Describes the message merch.shop.v1.MarkOrderReadyRequest.
+ * Use `create(MarkOrderReadyRequestSchema)` to create a new message.
+ */
+export const MarkOrderReadyRequestSchema: GenMessage<MarkOrderReadyRequest> = /*@__PURE__*/
+  messageDesc(file_merch_shop_v1_shop, 38);
+
+/**
+ * @generated from message merch.shop.v1.MarkOrderReadyResponse
+ */
+export type MarkOrderReadyResponse = Message<"merch.shop.v1.MarkOrderReadyResponse"> & {
+  /**
+   * @generated from field: merch.shop.v1.Order order = 1;
+   */
+  order?: Order | undefined;
+};
+
+/**
+ * Describes the message merch.shop.v1.MarkOrderReadyResponse.
+ * Use `create(MarkOrderReadyResponseSchema)` to create a new message.
+ */
+export const MarkOrderReadyResponseSchema: GenMessage<MarkOrderReadyResponse> = /*@__PURE__*/
+  messageDesc(file_merch_shop_v1_shop, 39);
+
+/**
+ * @generated from message merch.shop.v1.MarkOrderCollectedRequest
+ */
+export type MarkOrderCollectedRequest = Message<"merch.shop.v1.MarkOrderCollectedRequest"> & {
+  /**
+   * @generated from field: int32 id = 1;
+   */
+  id: number;
+};
+
+/**
+ * Describes the message merch.shop.v1.MarkOrderCollectedRequest.
+ * Use `create(MarkOrderCollectedRequestSchema)` to create a new message.
+ */
+export const MarkOrderCollectedRequestSchema: GenMessage<MarkOrderCollectedRequest> = /*@__PURE__*/
+  messageDesc(file_merch_shop_v1_shop, 40);
+
+/**
+ * @generated from message merch.shop.v1.MarkOrderCollectedResponse
+ */
+export type MarkOrderCollectedResponse = Message<"merch.shop.v1.MarkOrderCollectedResponse"> & {
+  /**
+   * @generated from field: merch.shop.v1.Order order = 1;
+   */
+  order?: Order | undefined;
+};
+
+/**
+ * Describes the message merch.shop.v1.MarkOrderCollectedResponse.
+ * Use `create(MarkOrderCollectedResponseSchema)` to create a new message.
+ */
+export const MarkOrderCollectedResponseSchema: GenMessage<MarkOrderCollectedResponse> = /*@__PURE__*/
+  messageDesc(file_merch_shop_v1_shop, 41);
+
+/**
+ * An order moves placed → ready → collected, or from placed or ready to cancelled.
+ *
  * @generated from enum merch.shop.v1.OrderStatus
  */
 export const OrderStatus = {
@@ -675,9 +1036,25 @@ export const OrderStatus = {
    * @generated from enum value: ORDER_STATUS_CANCELLED = 2;
    */
   CANCELLED: 2,
+
+  /**
+   * Waiting at the pick-up desk.
+   *
+   * @generated from enum value: ORDER_STATUS_READY = 3;
+   */
+  READY: 3,
+
+  /**
+   * Handed over.
+   *
+   * @generated from enum value: ORDER_STATUS_COLLECTED = 4;
+   */
+  COLLECTED: 4,
 } as const;
 
 /**
+ * An order moves placed → ready → collected, or from placed or ready to cancelled.
+ *
  * @generated from enum merch.shop.v1.OrderStatus
  */
 export type OrderStatus = (typeof OrderStatus)[keyof typeof OrderStatus] | UnknownEnum;
@@ -825,6 +1202,78 @@ export const ShopService: GenService<{
     methodKind: "unary";
     input: typeof CancelOrderRequestSchema;
     output: typeof CancelOrderResponseSchema;
+  },
+  /**
+   * Staff. Adds a product: already_exists with reason product_name_taken.
+   *
+   * @generated from rpc merch.shop.v1.ShopService.CreateProduct
+   */
+  createProduct: {
+    methodKind: "unary";
+    input: typeof CreateProductRequestSchema;
+    output: typeof CreateProductResponseSchema;
+  },
+  /**
+   * Staff. Changes any of a product's fields, its price (orders keep theirs) and whether it is
+   * archived (hidden from customers).
+   *
+   * @generated from rpc merch.shop.v1.ShopService.UpdateProduct
+   */
+  updateProduct: {
+    methodKind: "unary";
+    input: typeof UpdateProductRequestSchema;
+    output: typeof UpdateProductResponseSchema;
+  },
+  /**
+   * Staff. Adds delta to the stock (negative: takes away), with a reason: failed_precondition
+   * with reason insufficient_stock when it would go below zero.
+   *
+   * @generated from rpc merch.shop.v1.ShopService.AdjustStock
+   */
+  adjustStock: {
+    methodKind: "unary";
+    input: typeof AdjustStockRequestSchema;
+    output: typeof AdjustStockResponseSchema;
+  },
+  /**
+   * Staff. Every product, archived ones too, by id.
+   *
+   * @generated from rpc merch.shop.v1.ShopService.ListCatalogue
+   */
+  listCatalogue: {
+    methodKind: "unary";
+    input: typeof ListCatalogueRequestSchema;
+    output: typeof ListCatalogueResponseSchema;
+  },
+  /**
+   * Staff. Everyone's orders, newest first, optionally of one status and one product.
+   *
+   * @generated from rpc merch.shop.v1.ShopService.ListAllOrders
+   */
+  listAllOrders: {
+    methodKind: "unary";
+    input: typeof ListAllOrdersRequestSchema;
+    output: typeof ListAllOrdersResponseSchema;
+  },
+  /**
+   * Staff. placed → ready; any other move is failed_precondition with reason invalid_transition.
+   *
+   * @generated from rpc merch.shop.v1.ShopService.MarkOrderReady
+   */
+  markOrderReady: {
+    methodKind: "unary";
+    input: typeof MarkOrderReadyRequestSchema;
+    output: typeof MarkOrderReadyResponseSchema;
+  },
+  /**
+   * Staff. ready → collected; any other move is failed_precondition (invalid_transition).
+   *
+   * @generated from rpc merch.shop.v1.ShopService.MarkOrderCollected
+   */
+  markOrderCollected: {
+    methodKind: "unary";
+    input: typeof MarkOrderCollectedRequestSchema;
+    output: typeof MarkOrderCollectedResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_merch_shop_v1_shop, 0);

@@ -18,7 +18,7 @@ import type { Message, UnknownEnum } from "@bufbuild/protobuf";
  * Describes the file merch/store/v1/order.proto.
  */
 export const file_merch_store_v1_order: GenFile = /*@__PURE__*/
-  fileDesc("ChptZXJjaC9zdG9yZS92MS9vcmRlci5wcm90bxIObWVyY2guc3RvcmUudjEiggIKBU9yZGVyEgoKAmlkGAEgASgFEg8KB3VzZXJfaWQYAiABKAUSEgoKcHJvZHVjdF9pZBgDIAEoBRIQCghxdWFudGl0eRgEIAEoBRISCgp1bml0X3ByaWNlGAUgASgJEhMKC3RvdGFsX3ByaWNlGAYgASgJEisKBnN0YXR1cxgHIAEoDjIbLm1lcmNoLnN0b3JlLnYxLk9yZGVyU3RhdHVzEi4KCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGNhbmNlbGxlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAipgEKEVBsYWNlT3JkZXJSZXF1ZXN0EjAKB3Nlc3Npb24YASABKAsyFy5tZXJjaC5zdG9yZS52MS5TZXNzaW9uQga6SAPIAQESGwoKcHJvZHVjdF9pZBgCIAEoBUIHukgEGgIoARIbCghxdWFudGl0eRgDIAEoBUIJukgGGgSIiCcBEiUKD2lkZW1wb3RlbmN5X2tleRgEIAEoCUIMukgJ2AEBcgSwiCcBInYKElBsYWNlT3JkZXJSZXNwb25zZRIkCgVvcmRlchgBIAEoCzIVLm1lcmNoLnN0b3JlLnYxLk9yZGVyEhAKCHJlcGxheWVkGAIgASgIEigKB3Byb2R1Y3QYAyABKAsyFy5tZXJjaC5zdG9yZS52MS5Qcm9kdWN0Il4KD0dldE9yZGVyUmVxdWVzdBIwCgdzZXNzaW9uGAEgASgLMhcubWVyY2guc3RvcmUudjEuU2Vzc2lvbkIGukgDyAEBEhkKCG9yZGVyX2lkGAIgASgFQge6SAQaAigBIjgKEEdldE9yZGVyUmVzcG9uc2USJAoFb3JkZXIYASABKAsyFS5tZXJjaC5zdG9yZS52MS5PcmRlciKBAQoRTGlzdE9yZGVyc1JlcXVlc3QSMAoHc2Vzc2lvbhgBIAEoCzIXLm1lcmNoLnN0b3JlLnYxLlNlc3Npb25CBrpIA8gBARIcCglwYWdlX3NpemUYAiABKAVCCbpIBhoEGGQoABIcCgpwYWdlX3Rva2VuGAMgASgJQgi6SAVyAxjIASJUChJMaXN0T3JkZXJzUmVzcG9uc2USJQoGb3JkZXJzGAEgAygLMhUubWVyY2guc3RvcmUudjEuT3JkZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJImEKEkNhbmNlbE9yZGVyUmVxdWVzdBIwCgdzZXNzaW9uGAEgASgLMhcubWVyY2guc3RvcmUudjEuU2Vzc2lvbkIGukgDyAEBEhkKCG9yZGVyX2lkGAIgASgFQge6SAQaAigBImUKE0NhbmNlbE9yZGVyUmVzcG9uc2USJAoFb3JkZXIYASABKAsyFS5tZXJjaC5zdG9yZS52MS5PcmRlchIoCgdwcm9kdWN0GAIgASgLMhcubWVyY2guc3RvcmUudjEuUHJvZHVjdCpgCgtPcmRlclN0YXR1cxIcChhPUkRFUl9TVEFUVVNfVU5TUEVDSUZJRUQQABIXChNPUkRFUl9TVEFUVVNfUExBQ0VEEAESGgoWT1JERVJfU1RBVFVTX0NBTkNFTExFRBACMvMCCgxPcmRlclNlcnZpY2USWAoKUGxhY2VPcmRlchIhLm1lcmNoLnN0b3JlLnYxLlBsYWNlT3JkZXJSZXF1ZXN0GiIubWVyY2guc3RvcmUudjEuUGxhY2VPcmRlclJlc3BvbnNlIgOQAgISUgoIR2V0T3JkZXISHy5tZXJjaC5zdG9yZS52MS5HZXRPcmRlclJlcXVlc3QaIC5tZXJjaC5zdG9yZS52MS5HZXRPcmRlclJlc3BvbnNlIgOQAgESWAoKTGlzdE9yZGVycxIhLm1lcmNoLnN0b3JlLnYxLkxpc3RPcmRlcnNSZXF1ZXN0GiIubWVyY2guc3RvcmUudjEuTGlzdE9yZGVyc1Jlc3BvbnNlIgOQAgESWwoLQ2FuY2VsT3JkZXISIi5tZXJjaC5zdG9yZS52MS5DYW5jZWxPcmRlclJlcXVlc3QaIy5tZXJjaC5zdG9yZS52MS5DYW5jZWxPcmRlclJlc3BvbnNlIgOQAgJiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp, file_merch_common_v1_rules, file_merch_store_v1_product, file_merch_store_v1_session]);
+  fileDesc("ChptZXJjaC9zdG9yZS92MS9vcmRlci5wcm90bxIObWVyY2guc3RvcmUudjEiggIKBU9yZGVyEgoKAmlkGAEgASgFEg8KB3VzZXJfaWQYAiABKAUSEgoKcHJvZHVjdF9pZBgDIAEoBRIQCghxdWFudGl0eRgEIAEoBRISCgp1bml0X3ByaWNlGAUgASgJEhMKC3RvdGFsX3ByaWNlGAYgASgJEisKBnN0YXR1cxgHIAEoDjIbLm1lcmNoLnN0b3JlLnYxLk9yZGVyU3RhdHVzEi4KCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGNhbmNlbGxlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAipgEKEVBsYWNlT3JkZXJSZXF1ZXN0EjAKB3Nlc3Npb24YASABKAsyFy5tZXJjaC5zdG9yZS52MS5TZXNzaW9uQga6SAPIAQESGwoKcHJvZHVjdF9pZBgCIAEoBUIHukgEGgIoARIbCghxdWFudGl0eRgDIAEoBUIJukgGGgSIiCcBEiUKD2lkZW1wb3RlbmN5X2tleRgEIAEoCUIMukgJ2AEBcgSwiCcBInYKElBsYWNlT3JkZXJSZXNwb25zZRIkCgVvcmRlchgBIAEoCzIVLm1lcmNoLnN0b3JlLnYxLk9yZGVyEhAKCHJlcGxheWVkGAIgASgIEigKB3Byb2R1Y3QYAyABKAsyFy5tZXJjaC5zdG9yZS52MS5Qcm9kdWN0Il4KD0dldE9yZGVyUmVxdWVzdBIwCgdzZXNzaW9uGAEgASgLMhcubWVyY2guc3RvcmUudjEuU2Vzc2lvbkIGukgDyAEBEhkKCG9yZGVyX2lkGAIgASgFQge6SAQaAigBIjgKEEdldE9yZGVyUmVzcG9uc2USJAoFb3JkZXIYASABKAsyFS5tZXJjaC5zdG9yZS52MS5PcmRlciKBAQoRTGlzdE9yZGVyc1JlcXVlc3QSMAoHc2Vzc2lvbhgBIAEoCzIXLm1lcmNoLnN0b3JlLnYxLlNlc3Npb25CBrpIA8gBARIcCglwYWdlX3NpemUYAiABKAVCCbpIBhoEGGQoABIcCgpwYWdlX3Rva2VuGAMgASgJQgi6SAVyAxjIASJUChJMaXN0T3JkZXJzUmVzcG9uc2USJQoGb3JkZXJzGAEgAygLMhUubWVyY2guc3RvcmUudjEuT3JkZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJImEKEkNhbmNlbE9yZGVyUmVxdWVzdBIwCgdzZXNzaW9uGAEgASgLMhcubWVyY2guc3RvcmUudjEuU2Vzc2lvbkIGukgDyAEBEhkKCG9yZGVyX2lkGAIgASgFQge6SAQaAigBImUKE0NhbmNlbE9yZGVyUmVzcG9uc2USJAoFb3JkZXIYASABKAsyFS5tZXJjaC5zdG9yZS52MS5PcmRlchIoCgdwcm9kdWN0GAIgASgLMhcubWVyY2guc3RvcmUudjEuUHJvZHVjdCLYAQoUTGlzdEFsbE9yZGVyc1JlcXVlc3QSMAoHc2Vzc2lvbhgBIAEoCzIXLm1lcmNoLnN0b3JlLnYxLlNlc3Npb25CBrpIA8gBARIcCglwYWdlX3NpemUYAiABKAVCCbpIBhoEGGQoABIcCgpwYWdlX3Rva2VuGAMgASgJQgi6SAVyAxjIARI1CgZzdGF0dXMYBCABKA4yGy5tZXJjaC5zdG9yZS52MS5PcmRlclN0YXR1c0IIukgFggECEAESGwoKcHJvZHVjdF9pZBgFIAEoBUIHukgEGgIoACJXChVMaXN0QWxsT3JkZXJzUmVzcG9uc2USJQoGb3JkZXJzGAEgAygLMhUubWVyY2guc3RvcmUudjEuT3JkZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJImQKFU1hcmtPcmRlclJlYWR5UmVxdWVzdBIwCgdzZXNzaW9uGAEgASgLMhcubWVyY2guc3RvcmUudjEuU2Vzc2lvbkIGukgDyAEBEhkKCG9yZGVyX2lkGAIgASgFQge6SAQaAigBIj4KFk1hcmtPcmRlclJlYWR5UmVzcG9uc2USJAoFb3JkZXIYASABKAsyFS5tZXJjaC5zdG9yZS52MS5PcmRlciJoChlNYXJrT3JkZXJDb2xsZWN0ZWRSZXF1ZXN0EjAKB3Nlc3Npb24YASABKAsyFy5tZXJjaC5zdG9yZS52MS5TZXNzaW9uQga6SAPIAQESGQoIb3JkZXJfaWQYAiABKAVCB7pIBBoCKAEiQgoaTWFya09yZGVyQ29sbGVjdGVkUmVzcG9uc2USJAoFb3JkZXIYASABKAsyFS5tZXJjaC5zdG9yZS52MS5PcmRlciqUAQoLT3JkZXJTdGF0dXMSHAoYT1JERVJfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFwoTT1JERVJfU1RBVFVTX1BMQUNFRBABEhoKFk9SREVSX1NUQVRVU19DQU5DRUxMRUQQAhIWChJPUkRFUl9TVEFUVVNfUkVBRFkQAxIaChZPUkRFUl9TVEFUVVNfQ09MTEVDVEVEEAQypAUKDE9yZGVyU2VydmljZRJYCgpQbGFjZU9yZGVyEiEubWVyY2guc3RvcmUudjEuUGxhY2VPcmRlclJlcXVlc3QaIi5tZXJjaC5zdG9yZS52MS5QbGFjZU9yZGVyUmVzcG9uc2UiA5ACAhJSCghHZXRPcmRlchIfLm1lcmNoLnN0b3JlLnYxLkdldE9yZGVyUmVxdWVzdBogLm1lcmNoLnN0b3JlLnYxLkdldE9yZGVyUmVzcG9uc2UiA5ACARJYCgpMaXN0T3JkZXJzEiEubWVyY2guc3RvcmUudjEuTGlzdE9yZGVyc1JlcXVlc3QaIi5tZXJjaC5zdG9yZS52MS5MaXN0T3JkZXJzUmVzcG9uc2UiA5ACARJbCgtDYW5jZWxPcmRlchIiLm1lcmNoLnN0b3JlLnYxLkNhbmNlbE9yZGVyUmVxdWVzdBojLm1lcmNoLnN0b3JlLnYxLkNhbmNlbE9yZGVyUmVzcG9uc2UiA5ACAhJhCg1MaXN0QWxsT3JkZXJzEiQubWVyY2guc3RvcmUudjEuTGlzdEFsbE9yZGVyc1JlcXVlc3QaJS5tZXJjaC5zdG9yZS52MS5MaXN0QWxsT3JkZXJzUmVzcG9uc2UiA5ACARJfCg5NYXJrT3JkZXJSZWFkeRIlLm1lcmNoLnN0b3JlLnYxLk1hcmtPcmRlclJlYWR5UmVxdWVzdBomLm1lcmNoLnN0b3JlLnYxLk1hcmtPcmRlclJlYWR5UmVzcG9uc2USawoSTWFya09yZGVyQ29sbGVjdGVkEikubWVyY2guc3RvcmUudjEuTWFya09yZGVyQ29sbGVjdGVkUmVxdWVzdBoqLm1lcmNoLnN0b3JlLnYxLk1hcmtPcmRlckNvbGxlY3RlZFJlc3BvbnNlYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_merch_common_v1_rules, file_merch_store_v1_product, file_merch_store_v1_session]);
 
 /**
  * @generated from message merch.store.v1.Order
@@ -282,6 +282,153 @@ export const CancelOrderResponseSchema: GenMessage<CancelOrderResponse> = /*@__P
   messageDesc(file_merch_store_v1_order, 8);
 
 /**
+ * @generated from message merch.store.v1.ListAllOrdersRequest
+ */
+export type ListAllOrdersRequest = Message<"merch.store.v1.ListAllOrdersRequest"> & {
+  /**
+   * @generated from field: merch.store.v1.Session session = 1;
+   */
+  session?: Session | undefined;
+
+  /**
+   * 1 to 100; 0 means 20.
+   *
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * From next_page_token of the previous page (with the same filters); empty for the first page.
+   *
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+
+  /**
+   * Only orders of this status; unspecified means every status.
+   *
+   * @generated from field: merch.store.v1.OrderStatus status = 4;
+   */
+  status: OrderStatus;
+
+  /**
+   * Only orders of this product; 0 means every product.
+   *
+   * @generated from field: int32 product_id = 5;
+   */
+  productId: number;
+};
+
+/**
+ * Describes the message merch.store.v1.ListAllOrdersRequest.
+ * Use `create(ListAllOrdersRequestSchema)` to create a new message.
+ */
+export const ListAllOrdersRequestSchema: GenMessage<ListAllOrdersRequest> = /*@__PURE__*/
+  messageDesc(file_merch_store_v1_order, 9);
+
+/**
+ * @generated from message merch.store.v1.ListAllOrdersResponse
+ */
+export type ListAllOrdersResponse = Message<"merch.store.v1.ListAllOrdersResponse"> & {
+  /**
+   * @generated from field: repeated merch.store.v1.Order orders = 1;
+   */
+  orders: Order[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message merch.store.v1.ListAllOrdersResponse.
+ * Use `create(ListAllOrdersResponseSchema)` to create a new message.
+ */
+export const ListAllOrdersResponseSchema: GenMessage<ListAllOrdersResponse> = /*@__PURE__*/
+  messageDesc(file_merch_store_v1_order, 10);
+
+/**
+ * @generated from message merch.store.v1.MarkOrderReadyRequest
+ */
+export type MarkOrderReadyRequest = Message<"merch.store.v1.MarkOrderReadyRequest"> & {
+  /**
+   * @generated from field: merch.store.v1.Session session = 1;
+   */
+  session?: Session | undefined;
+
+  /**
+   * @generated from field: int32 order_id = 2;
+   */
+  orderId: number;
+};
+
+/**
+ * Describes the message merch.store.v1.MarkOrderReadyRequest.
+ * Use `create(MarkOrderReadyRequestSchema)` to create a new message.
+ */
+export const MarkOrderReadyRequestSchema: GenMessage<MarkOrderReadyRequest> = /*@__PURE__*/
+  messageDesc(file_merch_store_v1_order, 11);
+
+/**
+ * @generated from message merch.store.v1.MarkOrderReadyResponse
+ */
+export type MarkOrderReadyResponse = Message<"merch.store.v1.MarkOrderReadyResponse"> & {
+  /**
+   * @generated from field: merch.store.v1.Order order = 1;
+   */
+  order?: Order | undefined;
+};
+
+/**
+ * Describes the message merch.store.v1.MarkOrderReadyResponse.
+ * Use `create(MarkOrderReadyResponseSchema)` to create a new message.
+ */
+export const MarkOrderReadyResponseSchema: GenMessage<MarkOrderReadyResponse> = /*@__PURE__*/
+  messageDesc(file_merch_store_v1_order, 12);
+
+/**
+ * @generated from message merch.store.v1.MarkOrderCollectedRequest
+ */
+export type MarkOrderCollectedRequest = Message<"merch.store.v1.MarkOrderCollectedRequest"> & {
+  /**
+   * @generated from field: merch.store.v1.Session session = 1;
+   */
+  session?: Session | undefined;
+
+  /**
+   * @generated from field: int32 order_id = 2;
+   */
+  orderId: number;
+};
+
+/**
+ * Describes the message merch.store.v1.MarkOrderCollectedRequest.
+ * Use `create(MarkOrderCollectedRequestSchema)` to create a new message.
+ */
+export const MarkOrderCollectedRequestSchema: GenMessage<MarkOrderCollectedRequest> = /*@__PURE__*/
+  messageDesc(file_merch_store_v1_order, 13);
+
+/**
+ * @generated from message merch.store.v1.MarkOrderCollectedResponse
+ */
+export type MarkOrderCollectedResponse = Message<"merch.store.v1.MarkOrderCollectedResponse"> & {
+  /**
+   * @generated from field: merch.store.v1.Order order = 1;
+   */
+  order?: Order | undefined;
+};
+
+/**
+ * Describes the message merch.store.v1.MarkOrderCollectedResponse.
+ * Use `create(MarkOrderCollectedResponseSchema)` to create a new message.
+ */
+export const MarkOrderCollectedResponseSchema: GenMessage<MarkOrderCollectedResponse> = /*@__PURE__*/
+  messageDesc(file_merch_store_v1_order, 14);
+
+/**
+ * An order moves placed → ready → collected, or from placed or ready to cancelled.
+ *
  * @generated from enum merch.store.v1.OrderStatus
  */
 export const OrderStatus = {
@@ -299,9 +446,25 @@ export const OrderStatus = {
    * @generated from enum value: ORDER_STATUS_CANCELLED = 2;
    */
   CANCELLED: 2,
+
+  /**
+   * Waiting at the pick-up desk.
+   *
+   * @generated from enum value: ORDER_STATUS_READY = 3;
+   */
+  READY: 3,
+
+  /**
+   * Handed over.
+   *
+   * @generated from enum value: ORDER_STATUS_COLLECTED = 4;
+   */
+  COLLECTED: 4,
 } as const;
 
 /**
+ * An order moves placed → ready → collected, or from placed or ready to cancelled.
+ *
  * @generated from enum merch.store.v1.OrderStatus
  */
 export type OrderStatus = (typeof OrderStatus)[keyof typeof OrderStatus] | UnknownEnum;
@@ -358,7 +521,9 @@ export const OrderService: GenService<{
     output: typeof ListOrdersResponseSchema;
   },
   /**
-   * CancelOrder gives the stock back exactly once; a repeat answers the cancelled order.
+   * CancelOrder gives the stock back exactly once; a repeat answers the cancelled order. A
+   * customer cancels their own orders while they are placed; staff cancel anyone's while placed
+   * or ready. Any other move is FAILED_PRECONDITION with reason invalid_transition.
    *
    * @generated from rpc merch.store.v1.OrderService.CancelOrder
    */
@@ -366,6 +531,37 @@ export const OrderService: GenService<{
     methodKind: "unary";
     input: typeof CancelOrderRequestSchema;
     output: typeof CancelOrderResponseSchema;
+  },
+  /**
+   * Staff only (PERMISSION_DENIED with reason staff_only otherwise): everyone's orders, newest
+   * first, page by page, optionally of one status and one product.
+   *
+   * @generated from rpc merch.store.v1.OrderService.ListAllOrders
+   */
+  listAllOrders: {
+    methodKind: "unary";
+    input: typeof ListAllOrdersRequestSchema;
+    output: typeof ListAllOrdersResponseSchema;
+  },
+  /**
+   * Staff only: placed → ready. Any other move is FAILED_PRECONDITION (invalid_transition).
+   *
+   * @generated from rpc merch.store.v1.OrderService.MarkOrderReady
+   */
+  markOrderReady: {
+    methodKind: "unary";
+    input: typeof MarkOrderReadyRequestSchema;
+    output: typeof MarkOrderReadyResponseSchema;
+  },
+  /**
+   * Staff only: ready → collected. Any other move is FAILED_PRECONDITION (invalid_transition).
+   *
+   * @generated from rpc merch.store.v1.OrderService.MarkOrderCollected
+   */
+  markOrderCollected: {
+    methodKind: "unary";
+    input: typeof MarkOrderCollectedRequestSchema;
+    output: typeof MarkOrderCollectedResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_merch_store_v1_order, 0);

@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file merch/store/v1/product.proto.
  */
 export const file_merch_store_v1_product: GenFile = /*@__PURE__*/
-  fileDesc("ChxtZXJjaC9zdG9yZS92MS9wcm9kdWN0LnByb3RvEg5tZXJjaC5zdG9yZS52MSKoAQoHUHJvZHVjdBIKCgJpZBgBIAEoBRIMCgRuYW1lGAIgASgJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEhAKCGNhdGVnb3J5GAQgASgJEg0KBXByaWNlGAUgASgJEg4KBnNsb2dhbhgGIAEoCRINCgVzdG9jaxgHIAEoBRIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIVChNMaXN0UHJvZHVjdHNSZXF1ZXN0IkEKFExpc3RQcm9kdWN0c1Jlc3BvbnNlEikKCHByb2R1Y3RzGAEgAygLMhcubWVyY2guc3RvcmUudjEuUHJvZHVjdCIoChFHZXRQcm9kdWN0UmVxdWVzdBITCgJpZBgBIAEoBUIHukgEGgIoASI+ChJHZXRQcm9kdWN0UmVzcG9uc2USKAoHcHJvZHVjdBgBIAEoCzIXLm1lcmNoLnN0b3JlLnYxLlByb2R1Y3QiFgoUV2F0Y2hQcm9kdWN0c1JlcXVlc3QiVAoVV2F0Y2hQcm9kdWN0c1Jlc3BvbnNlEikKCHByb2R1Y3RzGAEgAygLMhcubWVyY2guc3RvcmUudjEuUHJvZHVjdBIQCghzbmFwc2hvdBgCIAEoCDKvAgoOUHJvZHVjdFNlcnZpY2USXgoMTGlzdFByb2R1Y3RzEiMubWVyY2guc3RvcmUudjEuTGlzdFByb2R1Y3RzUmVxdWVzdBokLm1lcmNoLnN0b3JlLnYxLkxpc3RQcm9kdWN0c1Jlc3BvbnNlIgOQAgESWAoKR2V0UHJvZHVjdBIhLm1lcmNoLnN0b3JlLnYxLkdldFByb2R1Y3RSZXF1ZXN0GiIubWVyY2guc3RvcmUudjEuR2V0UHJvZHVjdFJlc3BvbnNlIgOQAgESYwoNV2F0Y2hQcm9kdWN0cxIkLm1lcmNoLnN0b3JlLnYxLldhdGNoUHJvZHVjdHNSZXF1ZXN0GiUubWVyY2guc3RvcmUudjEuV2F0Y2hQcm9kdWN0c1Jlc3BvbnNlIgOQAgEwAWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp]);
+  fileDesc("ChxtZXJjaC9zdG9yZS92MS9wcm9kdWN0LnByb3RvEg5tZXJjaC5zdG9yZS52MSKoAQoHUHJvZHVjdBIKCgJpZBgBIAEoBRIMCgRuYW1lGAIgASgJEhMKC2Rlc2NyaXB0aW9uGAMgASgJEhAKCGNhdGVnb3J5GAQgASgJEg0KBXByaWNlGAUgASgJEg4KBnNsb2dhbhgGIAEoCRINCgVzdG9jaxgHIAEoBRIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIVChNMaXN0UHJvZHVjdHNSZXF1ZXN0IkEKFExpc3RQcm9kdWN0c1Jlc3BvbnNlEikKCHByb2R1Y3RzGAEgAygLMhcubWVyY2guc3RvcmUudjEuUHJvZHVjdCIoChFHZXRQcm9kdWN0UmVxdWVzdBITCgJpZBgBIAEoBUIHukgEGgIoASI+ChJHZXRQcm9kdWN0UmVzcG9uc2USKAoHcHJvZHVjdBgBIAEoCzIXLm1lcmNoLnN0b3JlLnYxLlByb2R1Y3QiFgoUV2F0Y2hQcm9kdWN0c1JlcXVlc3QiaQoVV2F0Y2hQcm9kdWN0c1Jlc3BvbnNlEikKCHByb2R1Y3RzGAEgAygLMhcubWVyY2guc3RvcmUudjEuUHJvZHVjdBIQCghzbmFwc2hvdBgCIAEoCBITCgtyZW1vdmVkX2lkcxgDIAMoBTKvAgoOUHJvZHVjdFNlcnZpY2USXgoMTGlzdFByb2R1Y3RzEiMubWVyY2guc3RvcmUudjEuTGlzdFByb2R1Y3RzUmVxdWVzdBokLm1lcmNoLnN0b3JlLnYxLkxpc3RQcm9kdWN0c1Jlc3BvbnNlIgOQAgESWAoKR2V0UHJvZHVjdBIhLm1lcmNoLnN0b3JlLnYxLkdldFByb2R1Y3RSZXF1ZXN0GiIubWVyY2guc3RvcmUudjEuR2V0UHJvZHVjdFJlc3BvbnNlIgOQAgESYwoNV2F0Y2hQcm9kdWN0cxIkLm1lcmNoLnN0b3JlLnYxLldhdGNoUHJvZHVjdHNSZXF1ZXN0GiUubWVyY2guc3RvcmUudjEuV2F0Y2hQcm9kdWN0c1Jlc3BvbnNlIgOQAgEwAWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message merch.store.v1.Product
@@ -163,6 +163,13 @@ export type WatchProductsResponse = Message<"merch.store.v1.WatchProductsRespons
    * @generated from field: bool snapshot = 2;
    */
   snapshot: boolean;
+
+  /**
+   * Products that left the catalogue (archived) since: the receiver drops them.
+   *
+   * @generated from field: repeated int32 removed_ids = 3;
+   */
+  removedIds: number[];
 };
 
 /**
@@ -173,8 +180,9 @@ export const WatchProductsResponseSchema: GenMessage<WatchProductsResponse> = /*
   messageDesc(file_merch_store_v1_product, 6);
 
 /**
- * ProductService reads the catalogue. Products are seeded by the first migration. Open to every
- * caller: no service credential is needed.
+ * ProductService reads the catalogue as customers see it: archived products are left out (a
+ * GetProduct of one is NOT_FOUND). Products are seeded by the first migration and added by staff
+ * (CatalogueService). Open to every caller: no service credential is needed.
  *
  * @generated from service merch.store.v1.ProductService
  */

@@ -2,21 +2,21 @@
 // @generated from file merch/store/v1/user.proto (package merch.store.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_buf_validate_validate } from "../../../buf/validate/validate_pb.ts";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import { file_merch_common_v1_rules } from "../../common/v1/rules_pb.ts";
 import type { Session } from "./session_pb.ts";
 import { file_merch_store_v1_session } from "./session_pb.ts";
-import type { Message } from "@bufbuild/protobuf";
+import type { Message, UnknownEnum } from "@bufbuild/protobuf";
 
 /**
  * Describes the file merch/store/v1/user.proto.
  */
 export const file_merch_store_v1_user: GenFile = /*@__PURE__*/
-  fileDesc("ChltZXJjaC9zdG9yZS92MS91c2VyLnByb3RvEg5tZXJjaC5zdG9yZS52MSKDAQoEVXNlchIKCgJpZBgBIAEoBRILCgNzaWQYAiABKAkSEAoIdXNlcm5hbWUYAyABKAkSDQoFZW1haWwYBCABKAkSEQoJaXNfYWN0aXZlGAUgASgIEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIqIBChNSZWdpc3RlclVzZXJSZXF1ZXN0EhYKA3NpZBgBIAEoCUIJukgGcgSIiCcBEhsKCHVzZXJuYW1lGAIgASgJQgm6SAZyBJCIJwESGAoFZW1haWwYAyABKAlCCbpIBnIEmIgnARIbCghwYXNzd29yZBgEIAEoCUIJukgGcgSgiCcBEh8KDmNsaWVudF9hZGRyZXNzGAUgASgJQge6SARyAhhAIjoKFFJlZ2lzdGVyVXNlclJlc3BvbnNlEiIKBHVzZXIYASABKAsyFC5tZXJjaC5zdG9yZS52MS5Vc2VyIpoBChdBdXRoZW50aWNhdGVVc2VyUmVxdWVzdBIbCgh1c2VybmFtZRgBIAEoCUIHukgEcgIQAUgAEhYKA3NpZBgCIAEoCUIHukgEcgIQAUgAEhkKCHBhc3N3b3JkGAMgASgJQge6SARyAhABEh8KDmNsaWVudF9hZGRyZXNzGAQgASgJQge6SARyAhhAQg4KBWxvZ2luEgW6SAIIASKKAQoYQXV0aGVudGljYXRlVXNlclJlc3BvbnNlEiIKBHVzZXIYASABKAsyFC5tZXJjaC5zdG9yZS52MS5Vc2VyEhIKCnNlc3Npb25faWQYAiABKAkSNgoSc2Vzc2lvbl9leHBpcmVzX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJFChFFbmRTZXNzaW9uUmVxdWVzdBIwCgdzZXNzaW9uGAEgASgLMhcubWVyY2guc3RvcmUudjEuU2Vzc2lvbkIGukgDyAEBIhQKEkVuZFNlc3Npb25SZXNwb25zZSJCCg5HZXRVc2VyUmVxdWVzdBIwCgdzZXNzaW9uGAEgASgLMhcubWVyY2guc3RvcmUudjEuU2Vzc2lvbkIGukgDyAEBIjUKD0dldFVzZXJSZXNwb25zZRIiCgR1c2VyGAEgASgLMhQubWVyY2guc3RvcmUudjEuVXNlciKBBAoRVXBkYXRlVXNlclJlcXVlc3QSMAoHc2Vzc2lvbhgBIAEoCzIXLm1lcmNoLnN0b3JlLnYxLlNlc3Npb25CBrpIA8gBARIgCgh1c2VybmFtZRgCIAEoCUIJukgGcgSQiCcBSACIAQESHQoFZW1haWwYAyABKAlCCbpIBnIEmIgnAUgBiAEBEiAKCHBhc3N3b3JkGAQgASgJQgm6SAZyBKCIJwFIAogBARImChBjdXJyZW50X3Bhc3N3b3JkGAUgASgJQge6SARyAhABSAOIAQE69QG6SPEBGnMKBGJvZHkSLmdpdmUgYXQgbGVhc3Qgb25lIG9mIHVzZXJuYW1lLCBlbWFpbCwgcGFzc3dvcmQaO2hhcyh0aGlzLnVzZXJuYW1lKSB8fCBoYXModGhpcy5lbWFpbCkgfHwgaGFzKHRoaXMucGFzc3dvcmQpGnoKEGN1cnJlbnRfcGFzc3dvcmQSM2N1cnJlbnRfcGFzc3dvcmQgaXMgcmVxdWlyZWQgdG8gY2hhbmdlIHRoZSBwYXNzd29yZBoxIWhhcyh0aGlzLnBhc3N3b3JkKSB8fCBoYXModGhpcy5jdXJyZW50X3Bhc3N3b3JkKUILCglfdXNlcm5hbWVCCAoGX2VtYWlsQgsKCV9wYXNzd29yZEITChFfY3VycmVudF9wYXNzd29yZCI4ChJVcGRhdGVVc2VyUmVzcG9uc2USIgoEdXNlchgBIAEoCzIULm1lcmNoLnN0b3JlLnYxLlVzZXIiSQoVRGVhY3RpdmF0ZVVzZXJSZXF1ZXN0EjAKB3Nlc3Npb24YASABKAsyFy5tZXJjaC5zdG9yZS52MS5TZXNzaW9uQga6SAPIAQEiPAoWRGVhY3RpdmF0ZVVzZXJSZXNwb25zZRIiCgR1c2VyGAEgASgLMhQubWVyY2guc3RvcmUudjEuVXNlcjK1BAoLVXNlclNlcnZpY2USWQoMUmVnaXN0ZXJVc2VyEiMubWVyY2guc3RvcmUudjEuUmVnaXN0ZXJVc2VyUmVxdWVzdBokLm1lcmNoLnN0b3JlLnYxLlJlZ2lzdGVyVXNlclJlc3BvbnNlEmUKEEF1dGhlbnRpY2F0ZVVzZXISJy5tZXJjaC5zdG9yZS52MS5BdXRoZW50aWNhdGVVc2VyUmVxdWVzdBooLm1lcmNoLnN0b3JlLnYxLkF1dGhlbnRpY2F0ZVVzZXJSZXNwb25zZRJTCgpFbmRTZXNzaW9uEiEubWVyY2guc3RvcmUudjEuRW5kU2Vzc2lvblJlcXVlc3QaIi5tZXJjaC5zdG9yZS52MS5FbmRTZXNzaW9uUmVzcG9uc2USTwoHR2V0VXNlchIeLm1lcmNoLnN0b3JlLnYxLkdldFVzZXJSZXF1ZXN0Gh8ubWVyY2guc3RvcmUudjEuR2V0VXNlclJlc3BvbnNlIgOQAgESWAoKVXBkYXRlVXNlchIhLm1lcmNoLnN0b3JlLnYxLlVwZGF0ZVVzZXJSZXF1ZXN0GiIubWVyY2guc3RvcmUudjEuVXBkYXRlVXNlclJlc3BvbnNlIgOQAgISZAoORGVhY3RpdmF0ZVVzZXISJS5tZXJjaC5zdG9yZS52MS5EZWFjdGl2YXRlVXNlclJlcXVlc3QaJi5tZXJjaC5zdG9yZS52MS5EZWFjdGl2YXRlVXNlclJlc3BvbnNlIgOQAgJiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp, file_merch_common_v1_rules, file_merch_store_v1_session]);
+  fileDesc("ChltZXJjaC9zdG9yZS92MS91c2VyLnByb3RvEg5tZXJjaC5zdG9yZS52MSKDAQoEVXNlchIKCgJpZBgBIAEoBRILCgNzaWQYAiABKAkSEAoIdXNlcm5hbWUYAyABKAkSDQoFZW1haWwYBCABKAkSEQoJaXNfYWN0aXZlGAUgASgIEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIqIBChNSZWdpc3RlclVzZXJSZXF1ZXN0EhYKA3NpZBgBIAEoCUIJukgGcgSIiCcBEhsKCHVzZXJuYW1lGAIgASgJQgm6SAZyBJCIJwESGAoFZW1haWwYAyABKAlCCbpIBnIEmIgnARIbCghwYXNzd29yZBgEIAEoCUIJukgGcgSgiCcBEh8KDmNsaWVudF9hZGRyZXNzGAUgASgJQge6SARyAhhAIjoKFFJlZ2lzdGVyVXNlclJlc3BvbnNlEiIKBHVzZXIYASABKAsyFC5tZXJjaC5zdG9yZS52MS5Vc2VyIpoBChdBdXRoZW50aWNhdGVVc2VyUmVxdWVzdBIbCgh1c2VybmFtZRgBIAEoCUIHukgEcgIQAUgAEhYKA3NpZBgCIAEoCUIHukgEcgIQAUgAEhkKCHBhc3N3b3JkGAMgASgJQge6SARyAhABEh8KDmNsaWVudF9hZGRyZXNzGAQgASgJQge6SARyAhhAQg4KBWxvZ2luEgW6SAIIASKKAQoYQXV0aGVudGljYXRlVXNlclJlc3BvbnNlEiIKBHVzZXIYASABKAsyFC5tZXJjaC5zdG9yZS52MS5Vc2VyEhIKCnNlc3Npb25faWQYAiABKAkSNgoSc2Vzc2lvbl9leHBpcmVzX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJFChFFbmRTZXNzaW9uUmVxdWVzdBIwCgdzZXNzaW9uGAEgASgLMhcubWVyY2guc3RvcmUudjEuU2Vzc2lvbkIGukgDyAEBIhQKEkVuZFNlc3Npb25SZXNwb25zZSJCCg5HZXRVc2VyUmVxdWVzdBIwCgdzZXNzaW9uGAEgASgLMhcubWVyY2guc3RvcmUudjEuU2Vzc2lvbkIGukgDyAEBIjUKD0dldFVzZXJSZXNwb25zZRIiCgR1c2VyGAEgASgLMhQubWVyY2guc3RvcmUudjEuVXNlciKBBAoRVXBkYXRlVXNlclJlcXVlc3QSMAoHc2Vzc2lvbhgBIAEoCzIXLm1lcmNoLnN0b3JlLnYxLlNlc3Npb25CBrpIA8gBARIgCgh1c2VybmFtZRgCIAEoCUIJukgGcgSQiCcBSACIAQESHQoFZW1haWwYAyABKAlCCbpIBnIEmIgnAUgBiAEBEiAKCHBhc3N3b3JkGAQgASgJQgm6SAZyBKCIJwFIAogBARImChBjdXJyZW50X3Bhc3N3b3JkGAUgASgJQge6SARyAhABSAOIAQE69QG6SPEBGnMKBGJvZHkSLmdpdmUgYXQgbGVhc3Qgb25lIG9mIHVzZXJuYW1lLCBlbWFpbCwgcGFzc3dvcmQaO2hhcyh0aGlzLnVzZXJuYW1lKSB8fCBoYXModGhpcy5lbWFpbCkgfHwgaGFzKHRoaXMucGFzc3dvcmQpGnoKEGN1cnJlbnRfcGFzc3dvcmQSM2N1cnJlbnRfcGFzc3dvcmQgaXMgcmVxdWlyZWQgdG8gY2hhbmdlIHRoZSBwYXNzd29yZBoxIWhhcyh0aGlzLnBhc3N3b3JkKSB8fCBoYXModGhpcy5jdXJyZW50X3Bhc3N3b3JkKUILCglfdXNlcm5hbWVCCAoGX2VtYWlsQgsKCV9wYXNzd29yZEITChFfY3VycmVudF9wYXNzd29yZCI4ChJVcGRhdGVVc2VyUmVzcG9uc2USIgoEdXNlchgBIAEoCzIULm1lcmNoLnN0b3JlLnYxLlVzZXIiSQoVRGVhY3RpdmF0ZVVzZXJSZXF1ZXN0EjAKB3Nlc3Npb24YASABKAsyFy5tZXJjaC5zdG9yZS52MS5TZXNzaW9uQga6SAPIAQEiPAoWRGVhY3RpdmF0ZVVzZXJSZXNwb25zZRIiCgR1c2VyGAEgASgLMhQubWVyY2guc3RvcmUudjEuVXNlciJhChJTZXRVc2VyUm9sZVJlcXVlc3QSGwoIdXNlcm5hbWUYASABKAlCCbpIBnIEkIgnARIuCgRyb2xlGAIgASgOMhQubWVyY2guc3RvcmUudjEuUm9sZUIKukgHggEEEAEgACJuChNTZXRVc2VyUm9sZVJlc3BvbnNlEiIKBHVzZXIYASABKAsyFC5tZXJjaC5zdG9yZS52MS5Vc2VyEiIKBHJvbGUYAiABKA4yFC5tZXJjaC5zdG9yZS52MS5Sb2xlEg8KB2NoYW5nZWQYAyABKAgqPwoEUm9sZRIUChBST0xFX1VOU1BFQ0lGSUVEEAASEQoNUk9MRV9DVVNUT01FUhABEg4KClJPTEVfU1RBRkYQAjKSBQoLVXNlclNlcnZpY2USWQoMUmVnaXN0ZXJVc2VyEiMubWVyY2guc3RvcmUudjEuUmVnaXN0ZXJVc2VyUmVxdWVzdBokLm1lcmNoLnN0b3JlLnYxLlJlZ2lzdGVyVXNlclJlc3BvbnNlEmUKEEF1dGhlbnRpY2F0ZVVzZXISJy5tZXJjaC5zdG9yZS52MS5BdXRoZW50aWNhdGVVc2VyUmVxdWVzdBooLm1lcmNoLnN0b3JlLnYxLkF1dGhlbnRpY2F0ZVVzZXJSZXNwb25zZRJTCgpFbmRTZXNzaW9uEiEubWVyY2guc3RvcmUudjEuRW5kU2Vzc2lvblJlcXVlc3QaIi5tZXJjaC5zdG9yZS52MS5FbmRTZXNzaW9uUmVzcG9uc2USTwoHR2V0VXNlchIeLm1lcmNoLnN0b3JlLnYxLkdldFVzZXJSZXF1ZXN0Gh8ubWVyY2guc3RvcmUudjEuR2V0VXNlclJlc3BvbnNlIgOQAgESWAoKVXBkYXRlVXNlchIhLm1lcmNoLnN0b3JlLnYxLlVwZGF0ZVVzZXJSZXF1ZXN0GiIubWVyY2guc3RvcmUudjEuVXBkYXRlVXNlclJlc3BvbnNlIgOQAgISZAoORGVhY3RpdmF0ZVVzZXISJS5tZXJjaC5zdG9yZS52MS5EZWFjdGl2YXRlVXNlclJlcXVlc3QaJi5tZXJjaC5zdG9yZS52MS5EZWFjdGl2YXRlVXNlclJlc3BvbnNlIgOQAgISWwoLU2V0VXNlclJvbGUSIi5tZXJjaC5zdG9yZS52MS5TZXRVc2VyUm9sZVJlcXVlc3QaIy5tZXJjaC5zdG9yZS52MS5TZXRVc2VyUm9sZVJlc3BvbnNlIgOQAgJiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp, file_merch_common_v1_rules, file_merch_store_v1_session]);
 
 /**
  * @generated from message merch.store.v1.User
@@ -343,6 +343,96 @@ export const DeactivateUserResponseSchema: GenMessage<DeactivateUserResponse> = 
   messageDesc(file_merch_store_v1_user, 12);
 
 /**
+ * @generated from message merch.store.v1.SetUserRoleRequest
+ */
+export type SetUserRoleRequest = Message<"merch.store.v1.SetUserRoleRequest"> & {
+  /**
+   * @generated from field: string username = 1;
+   */
+  username: string;
+
+  /**
+   * @generated from field: merch.store.v1.Role role = 2;
+   */
+  role: Role;
+};
+
+/**
+ * Describes the message merch.store.v1.SetUserRoleRequest.
+ * Use `create(SetUserRoleRequestSchema)` to create a new message.
+ */
+export const SetUserRoleRequestSchema: GenMessage<SetUserRoleRequest> = /*@__PURE__*/
+  messageDesc(file_merch_store_v1_user, 13);
+
+/**
+ * @generated from message merch.store.v1.SetUserRoleResponse
+ */
+export type SetUserRoleResponse = Message<"merch.store.v1.SetUserRoleResponse"> & {
+  /**
+   * @generated from field: merch.store.v1.User user = 1;
+   */
+  user?: User | undefined;
+
+  /**
+   * The role the account has now.
+   *
+   * @generated from field: merch.store.v1.Role role = 2;
+   */
+  role: Role;
+
+  /**
+   * Whether this call changed it (false when the account had that role already).
+   *
+   * @generated from field: bool changed = 3;
+   */
+  changed: boolean;
+};
+
+/**
+ * Describes the message merch.store.v1.SetUserRoleResponse.
+ * Use `create(SetUserRoleResponseSchema)` to create a new message.
+ */
+export const SetUserRoleResponseSchema: GenMessage<SetUserRoleResponse> = /*@__PURE__*/
+  messageDesc(file_merch_store_v1_user, 14);
+
+/**
+ * What an account may do. Registration always makes a customer.
+ *
+ * @generated from enum merch.store.v1.Role
+ */
+export const Role = {
+  /**
+   * @generated from enum value: ROLE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED: 0,
+
+  /**
+   * @generated from enum value: ROLE_CUSTOMER = 1;
+   */
+  CUSTOMER: 1,
+
+  /**
+   * Runs the shop: the catalogue, stock and the hand-over of orders.
+   *
+   * @generated from enum value: ROLE_STAFF = 2;
+   */
+  STAFF: 2,
+} as const;
+
+/**
+ * What an account may do. Registration always makes a customer.
+ *
+ * @generated from enum merch.store.v1.Role
+ */
+export type Role = (typeof Role)[keyof typeof Role] | UnknownEnum;
+
+/**
+ * Describes the enum merch.store.v1.Role.
+ */
+export const RoleSchema: GenEnum<Role> = /*@__PURE__*/
+  enumDesc(file_merch_store_v1_user, 0);
+
+/**
  * UserService owns accounts and their sessions. Password hashes never leave db-service: no
  * message carries one. Every call needs the store's service credential (UNAUTHENTICATED with
  * reason service_credential_required otherwise); calls made for a signed-in user name their
@@ -423,6 +513,19 @@ export const UserService: GenService<{
     methodKind: "unary";
     input: typeof DeactivateUserRequestSchema;
     output: typeof DeactivateUserResponseSchema;
+  },
+  /**
+   * SetUserRole grants or revokes the staff role: an operator's call (`npm run staff`, buf curl),
+   * made with the service credential alone, for no session. It takes effect at once on every
+   * gateway, since every staff call checks the role in the statement that does its work.
+   * NOT_FOUND with reason username_not_found when no account has the name (any letter case).
+   *
+   * @generated from rpc merch.store.v1.UserService.SetUserRole
+   */
+  setUserRole: {
+    methodKind: "unary";
+    input: typeof SetUserRoleRequestSchema;
+    output: typeof SetUserRoleResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_merch_store_v1_user, 0);

@@ -212,7 +212,20 @@ export class OrderBatch implements Joint {
   }
 }
 
-/** Sends the batch's two statements, pipelined: no round trip between them. */
+/** The statements a batch of orders sends, whatever its size (for the bench's report). */
+export const ORDER_BATCH_STATEMENTS: readonly string[] = [LOCK, PLACE];
+
+/**
+ * Places the requests, in this order, inside the caller's transaction: the batch's two
+ * statements, pipelined (no round trip between them). Resolves with each request's outcome.
+ */
+export async function placeOrders(
+  raw: postgres.TransactionSql,
+  requests: readonly OrderRequest[],
+): Promise<OrderOutcome[]> {
+  return (await placeAll(raw, requests)).map(outcomeOf);
+}
+
 async function placeAll(raw: postgres.TransactionSql, requests: readonly OrderRequest[]): Promise<Row[]> {
   const productIds = requests.map((r) => r.productId);
   const locked = raw.unsafe(LOCK, [[...new Set(productIds)].sort((a, b) => a - b)], { prepare: true });
@@ -229,5 +242,6 @@ async function placeAll(raw: postgres.TransactionSql, requests: readonly OrderRe
     { prepare: true },
   );
   const [, rows] = await Promise.all([locked, placed]);
+  if (rows.length !== requests.length) throw new Error("order batch: not one answer per request");
   return rows as unknown as Row[];
 }

@@ -31,6 +31,9 @@ export interface Ceiling {
   close(): Promise<void>;
 }
 
+// Counts across the warm-up's ceiling and the measured one: a key used twice would be a replay.
+let n = 0;
+
 export function openCeiling(databaseUrl: string, opts: { statementTimeoutMs?: number } = {}): Ceiling {
   const timeoutMs = opts.statementTimeoutMs ?? 5000;
   // The connection settings of db-service's pool (db-service/src/db.ts).
@@ -48,7 +51,6 @@ export function openCeiling(databaseUrl: string, opts: { statementTimeoutMs?: nu
   drizzle({ client: sql });
   let batches = 0;
   let placed = 0;
-  let n = 0;
 
   return {
     async run({ batchSize, durationS, buyers, productIds }) {

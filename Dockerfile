@@ -44,6 +44,10 @@ COPY kit/src kit/src
 USER node
 STOPSIGNAL SIGTERM
 
+# The health checks: healthcheck.ts gives up on a service that does not answer within 4 s itself;
+# Docker's --timeout only has to let Node start and run it, which on a busy 2-core host took up to
+# 1.3 s in the compose test, so it is generous (30 s) rather than a second, tighter deadline.
+
 FROM runtime AS db-service
 COPY db-service/package.json db-service/
 COPY db-service/src db-service/src
@@ -51,7 +55,7 @@ COPY db-init/migrations db-init/migrations
 # The same V8 heap limits as testkit/src/services.ts (SERVICE_NODE_FLAGS); bench/results.md says why.
 ENV PORT=50051 NODE_OPTIONS="--max-semi-space-size=2 --max-old-space-size=48"
 EXPOSE 50051
-HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+HEALTHCHECK --interval=10s --timeout=30s --start-period=30s --retries=3 \
   CMD ["node", "/app/kit/src/healthcheck.ts", "grpc"]
 CMD ["node", "db-service/src/server.ts"]
 
@@ -60,7 +64,7 @@ COPY log-service/package.json log-service/
 COPY log-service/src log-service/src
 ENV PORT=50052 DATA_DIR=/data NODE_OPTIONS="--max-semi-space-size=4 --max-old-space-size=56"
 EXPOSE 50052
-HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+HEALTHCHECK --interval=10s --timeout=30s --start-period=30s --retries=3 \
   CMD ["node", "/app/kit/src/healthcheck.ts", "grpc"]
 CMD ["node", "log-service/src/server.ts"]
 
@@ -73,6 +77,6 @@ COPY gateway/storefront/index.html gateway/storefront/shop.css gateway/storefron
 COPY gateway/storefront/dist gateway/storefront/dist
 ENV PORT=8080 NODE_OPTIONS="--max-semi-space-size=2 --max-old-space-size=64"
 EXPOSE 8080
-HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+HEALTHCHECK --interval=10s --timeout=30s --start-period=30s --retries=3 \
   CMD ["node", "/app/kit/src/healthcheck.ts", "/healthz"]
 CMD ["node", "gateway/src/server.ts"]

@@ -410,7 +410,13 @@ describe(".env.example", () => {
   test("lists every variable compose.yaml uses, and nothing else", async () => {
     assert.deepEqual(Object.keys(example).sort(), [...composeVariables(read("compose.yaml"))].sort());
     // Each one really reaches the resolved file (not only a mention): set to a value of its own.
-    const marked = Object.fromEntries(Object.keys(example).map((name) => [name, `marked.${name}.end`]));
+    // Published ports must be numbers: each gets a port of its own instead.
+    const marked = Object.fromEntries(
+      Object.keys(example).map((name, i) => [
+        name,
+        name.endsWith("_HOST_PORT") ? `${41000 + i}` : `marked.${name}.end`,
+      ]),
+    );
     const resolved = JSON.stringify(await composeConfig(envFile(marked)));
     for (const [name, value] of Object.entries(marked)) assert.ok(resolved.includes(value), `${name} is not used`);
   });

@@ -20,7 +20,7 @@ const { values } = parseArgs({
   options: { "from-beginning": { type: "boolean", default: false }, help: { type: "boolean", short: "h" } },
 });
 if (values.help) {
-  console.error("usage: node scripts/tail-logs.ts [--from-beginning]   (env: KAFKA_BROKERS, KAFKA_TOPIC, DATA_DIR)");
+  console.error("usage: npm run logs -- [--from-beginning]   (env: KAFKA_BROKERS, KAFKA_TOPIC, DATA_DIR)");
   process.exit(0);
 }
 const fromBeginning = values["from-beginning"];

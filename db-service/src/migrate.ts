@@ -19,20 +19,20 @@ export interface MigrationReport {
   adopted: boolean;
 }
 
-/** Brings the database at `url` up to date. */
-export async function migrate(url: string): Promise<MigrationReport> {
+/** Brings the database at `url` up to date (with the migrations in `folder`: tests add their own). */
+export async function migrate(url: string, folder = MIGRATIONS_DIR): Promise<MigrationReport> {
   const sql = postgres(url, { max: 1, onnotice: () => {}, connection: { application_name: "db-migrate" } });
   try {
-    return await sql.begin((tx) => applyMigrations(tx));
+    return await sql.begin((tx) => applyMigrations(tx, folder));
   } finally {
     await sql.end();
   }
 }
 
 /** Applies what is missing inside the caller's transaction (db:reset runs it in its own). */
-export async function applyMigrations(tx: postgres.TransactionSql): Promise<MigrationReport> {
-  const migrations = readMigrationFiles({ migrationsFolder: MIGRATIONS_DIR });
-  const tags = migrationTags();
+export async function applyMigrations(tx: postgres.TransactionSql, folder = MIGRATIONS_DIR): Promise<MigrationReport> {
+  const migrations = readMigrationFiles({ migrationsFolder: folder });
+  const tags = migrationTags(folder);
   await tx`SELECT pg_advisory_xact_lock(${LOCK})`;
   await tx`CREATE SCHEMA IF NOT EXISTS drizzle`;
   await tx`CREATE TABLE IF NOT EXISTS drizzle.__drizzle_migrations (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint)`;
@@ -58,11 +58,15 @@ export async function applyMigrations(tx: postgres.TransactionSql): Promise<Migr
     await tx`INSERT INTO drizzle.__drizzle_migrations (hash, created_at) VALUES (${migration.hash}, ${migration.folderMillis})`;
     applied.push(tags[i] ?? String(migration.folderMillis));
   }
+  // A migration (or db:reset's re-seed, which runs them all) may rewrite products without an
+  // UPDATE the triggers hear, or before they exist: at commit, every listener takes the whole
+  // catalogue again (ProductFeed, the payload '*').
+  if (applied.length > 0) await tx`SELECT pg_notify('products_changed', '*')`;
   return { applied, adopted };
 }
 
-function migrationTags(): string[] {
-  const journal = JSON.parse(readFileSync(join(MIGRATIONS_DIR, "meta", "_journal.json"), "utf8")) as {
+function migrationTags(folder: string): string[] {
+  const journal = JSON.parse(readFileSync(join(folder, "meta", "_journal.json"), "utf8")) as {
     entries: { tag: string }[];
   };
   return journal.entries.map((e) => e.tag);

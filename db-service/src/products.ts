@@ -9,8 +9,13 @@ import { products } from "./schema.ts";
 
 export const productNotFound = (id: number) => rpcError(ErrorReason.PRODUCT_NOT_FOUND, `product ${id} does not exist`);
 
-/** The channel the products triggers notify (migration 0001): the ids that changed. */
+/**
+ * The channel the products triggers notify (migration 0001): the ids that changed, or `*` when
+ * any product may have changed (a DELETE or TRUNCATE, migration 0004; a migration or db:reset,
+ * applyMigrations).
+ */
 const CHANNEL = "products_changed";
+const EVERYTHING = "*";
 
 interface Listener {
   /** `removed`: ids of products that left the catalogue (archived). */
@@ -31,6 +36,8 @@ export class ProductFeed {
   readonly #logger: Logger;
   readonly #listeners = new Set<Listener>();
   #pending = new Set<number>();
+  /** A `*` arrived: the next load sends the whole catalogue as a snapshot. */
+  #resync = false;
   #loading = false;
   #unlisten: (() => Promise<void>) | undefined;
 
@@ -79,6 +86,7 @@ export class ProductFeed {
   }
 
   #changed(payload: string): void {
+    if (payload === EVERYTHING) this.#resync = true;
     for (const id of payload.split(",")) if (/^[0-9]+$/.test(id)) this.#pending.add(Number(id));
     if (!this.#loading) void this.#load();
   }
@@ -86,7 +94,16 @@ export class ProductFeed {
   async #load(): Promise<void> {
     this.#loading = true;
     try {
-      while (this.#pending.size > 0) {
+      while (this.#pending.size > 0 || this.#resync) {
+        if (this.#resync) {
+          // The whole catalogue covers whatever ids were pending too.
+          this.#resync = false;
+          this.#pending = new Set();
+          if (this.#listeners.size === 0) continue;
+          const all = await this.snapshot();
+          for (const listener of this.#listeners) listener.change(all, true, []);
+          continue;
+        }
         const ids = [...this.#pending];
         this.#pending = new Set();
         if (this.#listeners.size === 0) continue;

@@ -85,6 +85,48 @@ test("following db-service, a change made by anyone shows without reading again"
   await sql`UPDATE products SET stock = 500 WHERE id = 1`;
 });
 
+test("following db-service, a change no trigger announces (a restore) shows within the TTL", async (t) => {
+  let now = 2_000_000;
+  const cache = new ProductCache(db, 1000, logger, () => now);
+  cache.start();
+  t.after(() => cache.close());
+  await eventually("the cache follows the stream", async () => cache.following);
+  // A product of its own: no change announced earlier can still be on its way for it.
+  const [row] = await sql<{ id: number }[]>`
+    INSERT INTO products (name, category, price, stock) VALUES ('Restored', 'Test', 1, 50) RETURNING id`;
+  const id = row?.id ?? 0;
+  await eventually("the new product shows", async () => (await stockIn(cache, id)) === 50);
+  // What pg_restore --disable-triggers does: the rows change and nothing is notified.
+  await sql.begin(async (tx) => {
+    await tx`SET LOCAL session_replication_role = replica`;
+    await tx`UPDATE products SET stock = 321 WHERE id = ${id}`;
+  });
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(await stockIn(cache, id), 50, "nothing announced it, and the snapshot is young");
+  // Half the TTL on, a read starts in the background; the page never waits for it.
+  now += 500;
+  await eventually("read again before the TTL", async () => (await stockIn(cache, id)) === 321);
+  assert.ok(cache.following);
+  await sql`DELETE FROM products WHERE id = ${id}`;
+});
+
+test("following db-service, a DELETE sends the whole catalogue again", async (t) => {
+  const cache = new ProductCache(db, 60_000, logger);
+  cache.start();
+  t.after(() => cache.close());
+  await eventually("the cache follows the stream", async () => cache.following);
+  const [row] = await sql<{ id: number }[]>`
+    INSERT INTO products (name, category, price, stock) VALUES ('Short-lived', 'Test', 1, 5) RETURNING id`;
+  const id = row?.id ?? 0;
+  await eventually("the new product shows", async () => (await stockIn(cache, id)) === 5);
+  await sql`DELETE FROM products WHERE id = ${id}`;
+  await eventually("the deleted product is gone", async () => (await cache.get(id)) === undefined);
+  assert.deepEqual(
+    (await cache.list()).map((p) => p.id),
+    [1, 2, 3],
+  );
+});
+
 test("following db-service, a product archived anywhere leaves the pages, and comes back with its place", async (t) => {
   const cache = new ProductCache(db, 1000, logger);
   cache.start();

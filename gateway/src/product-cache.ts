@@ -25,11 +25,14 @@ const RETRY_MAX_MS = 5000;
  * only when stock moves, so the gateway keeps them and hears of every change:
  *
  * - it follows db-service's WatchProducts stream, which sends each product again when it changes
- *   (whoever changed it: this gateway, another replica, an operator), within milliseconds;
+ *   (whoever changed it: this gateway, another replica, an operator), within milliseconds, and the
+ *   whole catalogue again after a reset, a migration, a DELETE or a TRUNCATE;
  * - a write that passes through this gateway applies the product it answers with at once, so a
  *   client sees its own order's stock on its very next read;
- * - while the stream is down, the catalogue is read again whenever it is older than `ttlMs`, and
- *   nothing older is ever served (a failed read fails the request).
+ * - whatever the stream says, nothing older than `ttlMs` is ever served: the catalogue is read
+ *   again in the background once half of that has passed (while the stream follows, so no request
+ *   waits) or before answering (while it is down; a failed read fails the request). That bounds
+ *   changes no trigger announces, too: a restore, SQL run with triggers disabled.
  *
  * Placing an order always checks stock in the database, so a page a moment behind can never
  * oversell. ttlMs = 0 turns the cache off: every read goes to db-service.
@@ -43,6 +46,10 @@ export class ProductCache {
   #refreshing: Promise<Snapshot> | undefined;
   /** True while the watch stream is open and has delivered its snapshot. */
   #following = false;
+  /** Counts the stream's snapshots: a read that one overtook is dropped. */
+  #snapshots = 0;
+  /** Products heard (from the stream or a write; undefined: removed) while a read is in flight, laid over its answer. */
+  #heard: Map<number, Product | undefined> | undefined;
   readonly #stop = new AbortController();
   #watching: Promise<void> = Promise.resolve();
 
@@ -103,8 +110,19 @@ export class ProductCache {
 
   #fresh(): Promise<Snapshot> {
     const snapshot = this.#snapshot;
-    if (snapshot && (this.#following || this.#now() - snapshot.takenAt < this.#ttlMs)) return Promise.resolve(snapshot);
-    // One read at a time: a burst after expiry waits for the same answer.
+    if (snapshot) {
+      const age = this.#now() - snapshot.takenAt;
+      if (age < this.#ttlMs) {
+        // The stream misses what no trigger announces: read again before the bound is reached.
+        if (this.#following && age >= this.#ttlMs / 2) this.#refresh().catch(() => {});
+        return Promise.resolve(snapshot);
+      }
+    }
+    return this.#refresh();
+  }
+
+  /** One read at a time: a burst after expiry waits for the same answer. */
+  #refresh(): Promise<Snapshot> {
     this.#refreshing ??= this.#read().finally(() => {
       this.#refreshing = undefined;
     });
@@ -113,11 +131,25 @@ export class ProductCache {
 
   async #read(): Promise<Snapshot> {
     const startedAt = this.#now();
-    const { products } = await this.#db.products.listProducts({});
-    // Aged from when it was asked for, so the bound holds however long the call took.
-    const snapshot = { takenAt: startedAt, byId: entries(products) };
-    if (this.#ttlMs > 0 && !this.#following) this.#snapshot = snapshot;
-    return snapshot;
+    const snapshots = this.#snapshots;
+    const heard = new Map<number, Product | undefined>();
+    this.#heard = heard;
+    try {
+      const { products } = await this.#db.products.listProducts({});
+      // Aged from when it was asked for, so the bound holds however long the call took.
+      const snapshot = { takenAt: startedAt, byId: entries(products) };
+      // What the stream or a write said meanwhile is at least as new as this answer for its
+      // product (a later change would follow on the stream).
+      for (const [id, product] of heard) {
+        if (product === undefined) snapshot.byId.delete(id);
+        else snapshot.byId.set(id, entry(product));
+      }
+      if (this.#ttlMs === 0) return snapshot;
+      if (this.#snapshots === snapshots) this.#snapshot = snapshot;
+      return this.#snapshot ?? snapshot;
+    } finally {
+      this.#heard = undefined;
+    }
   }
 
   async #watch(): Promise<void> {
@@ -128,6 +160,7 @@ export class ProductCache {
         const stream = this.#db.products.watchProducts({}, { signal: this.#stop.signal, timeoutMs: 0 });
         for await (const change of stream) {
           if (change.snapshot) {
+            this.#snapshots++;
             this.#snapshot = { takenAt: this.#now(), byId: entries(change.products) };
             if (!this.#following) this.#logger.info("following db-service's product changes");
             this.#following = true;
@@ -143,8 +176,6 @@ export class ProductCache {
       }
       if (this.#following) this.#logger.warn("lost db-service's product changes: pages now age up to the TTL");
       this.#following = false;
-      // What was heard is now only as good as its age: the TTL takes over from here.
-      if (this.#snapshot) this.#snapshot.takenAt = this.#now();
       await sleep(backoff, this.#stop.signal);
       backoff = Math.min(backoff * 2, RETRY_MAX_MS);
     }
@@ -152,6 +183,7 @@ export class ProductCache {
   }
 
   #remove(ids: number[]): void {
+    for (const id of ids) this.#heard?.set(id, undefined);
     const snapshot = this.#snapshot;
     if (!snapshot || ids.length === 0) return;
     for (const id of ids) snapshot.byId.delete(id);
@@ -159,11 +191,16 @@ export class ProductCache {
   }
 
   #upsert(product: Product): void {
+    this.#heard?.set(product.id, product);
     const snapshot = this.#snapshot;
     if (!snapshot) return;
-    snapshot.byId.set(product.id, { product, json: JSON.stringify(productJson(product)) });
+    snapshot.byId.set(product.id, entry(product));
     snapshot.list = undefined;
   }
+}
+
+function entry(product: Product): Entry {
+  return { product, json: JSON.stringify(productJson(product)) };
 }
 
 /** The entries by id: a product brought back from the archive goes back in its place. */
@@ -172,7 +209,7 @@ function byId(snapshot: Snapshot): Entry[] {
 }
 
 function entries(products: Product[]): Map<number, Entry> {
-  return new Map(products.map((p) => [p.id, { product: p, json: JSON.stringify(productJson(p)) }]));
+  return new Map(products.map((p) => [p.id, entry(p)]));
 }
 
 /** Waits ms, or less when the signal aborts. */

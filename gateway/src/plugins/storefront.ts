@@ -1,8 +1,8 @@
-import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { FastifyPluginAsync } from "fastify";
+import { sendAsset, staticAsset } from "./static-asset.ts";
 
 // The storefront page (gateway/storefront): a static page and its bundle, served at /shop/ under a
 // Content-Security-Policy stricter than the rest of the gateway's (which must let swagger-ui's
@@ -26,7 +26,7 @@ export const STOREFRONT_CSP =
   "base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /**
- * Registers GET (and HEAD) /shop/ and its assets, read once here, and /shop redirecting to /shop/
+ * Registers GET (and HEAD) /shop/ and its assets, read and compressed once here (static-asset.ts), and /shop redirecting to /shop/
  * (the page's relative URLs need the slash). A missing file stops the gateway at start-up.
  */
 export const storefront: FastifyPluginAsync = async (app) => {
@@ -35,16 +35,13 @@ export const storefront: FastifyPluginAsync = async (app) => {
     return reply.redirect(`/shop/${query < 0 ? "" : req.url.slice(query)}`, 301);
   });
   for (const [path, { file, type }] of Object.entries(ASSETS)) {
-    const body = readFileSync(join(STOREFRONT_DIR, file));
-    const etag = `"${createHash("sha256").update(body).digest("base64url").slice(0, 22)}"`;
+    const asset = await staticAsset(readFileSync(join(STOREFRONT_DIR, file)), type);
     app.get(`/shop/${path}`, (req, reply) => {
       // Replaces the gateway-wide policy helmet set for this response.
       reply.header("content-security-policy", STOREFRONT_CSP);
       // Not fingerprinted file names: a browser asks again each time, and an unchanged file costs a 304.
       reply.header("cache-control", "no-cache");
-      reply.header("etag", etag);
-      if (req.headers["if-none-match"] === etag) return reply.code(304).send();
-      return reply.type(type).send(body);
+      return sendAsset(asset, req, reply);
     });
   }
 };

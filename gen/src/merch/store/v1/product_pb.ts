@@ -158,7 +158,8 @@ export type WatchProductsResponse = Message<"merch.store.v1.WatchProductsRespons
   products: Product[];
 
   /**
-   * True on the first message: the receiver replaces what it had.
+   * True on the first message, and on a later one that carries the whole catalogue again: the
+   * receiver replaces what it had.
    *
    * @generated from field: bool snapshot = 2;
    */
@@ -209,8 +210,9 @@ export const ProductService: GenService<{
   },
   /**
    * WatchProducts first sends every product, then each product again whenever it changes (an
-   * order or a cancellation moved its stock, whoever made it), until the caller hangs up. A
-   * cache that follows this stream is never more than one notification behind the database.
+   * order or a cancellation moved its stock, whoever made it), and every product again whenever
+   * any may have changed (a reset, a migration, a DELETE or TRUNCATE), until the caller hangs up.
+   * Changes no trigger announces (a restore with triggers off) are not sent: a cache re-reads.
    *
    * @generated from rpc merch.store.v1.ProductService.WatchProducts
    */

@@ -1,7 +1,7 @@
 // EXPLAIN (ANALYZE, BUFFERS) of db-service's order batch (db-service/src/order-batch.ts) on a
 // throwaway PostgreSQL: one batch from one account against one from many, each account with
 // many orders already, as a long bench leaves them, with the plan a prepared statement settles
-// on (generic) and the one it starts with (custom). `node bench/explain-orders.ts [orders] [batch]`
+// on (generic) and the one it starts with (custom). `npx node bench/explain-orders.ts [orders] [batch]`
 import { randomUUID } from "node:crypto";
 import { ORDER_BATCH_STATEMENTS } from "@merch/db-service/order-batch";
 import { startMigratedPostgres } from "@merch/db-service/test-support";

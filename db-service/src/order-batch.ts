@@ -40,10 +40,13 @@ const PRODUCT_COLUMNS = Object.entries(getTableColumns(products)).map(([key, col
 const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
 
 /**
- * Locks, once and in id order, every product the batch names, so that two batches (of two
- * db-service replicas, or an order batch and a stock adjustment) never wait on each other in a
- * cycle. A statement of its own: the placing statement then starts with a snapshot taken after
- * the locks were granted, so it sees the stock as the last committed change left it.
+ * Locks, once and in id order, every product the batch names, so that the order batches of two
+ * db-service replicas never wait on each other in a cycle (within one db-service, batches run one
+ * at a time; a cancellation or stock adjustment sharing the transaction locks its one product
+ * first, and should two replicas ever deadlock that way, PostgreSQL aborts one batch and its
+ * writes run again one by one: write-batcher.ts). A statement of its own: the placing statement
+ * then starts with a snapshot taken after the locks were granted, so it sees the stock as the
+ * last committed change left it.
  */
 const LOCK = "SELECT id FROM products WHERE id = ANY($1::int4[]) ORDER BY id FOR NO KEY UPDATE";
 

@@ -3,9 +3,11 @@ import { after, before, describe, test } from "node:test";
 import { Code } from "@connectrpc/connect";
 import { createLogger } from "@merch/kit";
 import { rejectsWith } from "@merch/testkit";
+import { drizzle } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
 import { type Database, openDatabase } from "./db.ts";
-import { OrderBatch, type OrderOutcome, type OrderRequest } from "./order-batch.ts";
+import { ORDER_BATCH_STATEMENTS, OrderBatch, type OrderOutcome, type OrderRequest } from "./order-batch.ts";
+import * as schema from "./schema.ts";
 import { type DbStack, newProduct, newUser, sessionOf, startDbStack, stockOf } from "./test-support/index.ts";
 
 // One batch of orders, placed by the two statements of order-batch.ts against a real PostgreSQL:
@@ -142,6 +144,42 @@ describe("a batch of orders", () => {
     for (const [i, o] of outcomes.entries()) {
       if (o.kind === "insufficient_stock") assert.ok(o.stock < (requests[i]?.quantity ?? 0));
       else assert.equal(o.kind, "placed");
+    }
+  });
+
+  test("a batch sends the same two statements for 2 orders as for 60", async () => {
+    const sent: string[] = [];
+    const client = postgres(stack.pg.url, {
+      max: 1,
+      onnotice: () => {},
+      debug: (_connection, query) => {
+        sent.push(query);
+      },
+    });
+    try {
+      const db = drizzle({ client, schema });
+      const buyer = sessionOf(await newUser(c(), "count"));
+      const productIds = [await newProduct(stack.pg.url, 1000), await newProduct(stack.pg.url, 1000)];
+      const statementsFor = async (size: number) => {
+        sent.length = 0;
+        const outcomes = await db.transaction(async (tx) => {
+          const batch = new OrderBatch(tx);
+          const answers = Array.from({ length: size }, (_, i) =>
+            batch.join({ session: buyer, productId: productIds[i % 2] ?? 0, quantity: 1, key: `count-${size}-${i}` }),
+          );
+          await batch.flush();
+          return Promise.all(answers);
+        });
+        assert.ok(outcomes.every((o) => o.kind === "placed"));
+        // Besides BEGIN and COMMIT, and postgres.js's look-up of array types on a new connection.
+        return sent.filter((q) => !/^\s*(begin|commit)\b/i.test(q) && !q.includes("pg_catalog.pg_type"));
+      };
+      const two = await statementsFor(2);
+      const sixty = await statementsFor(60);
+      assert.deepEqual(two, ORDER_BATCH_STATEMENTS);
+      assert.deepEqual(sixty, two);
+    } finally {
+      await client.end();
     }
   });
 

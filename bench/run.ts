@@ -66,8 +66,13 @@ await setStock(store.sql, productIds, STOCK);
 await http.run({ load: loads(ctx).products(), connections: options.connections, durationS: warmUpS });
 await http.run({ load: loads(ctx).orders(false)(), connections: options.connections, durationS: warmUpS });
 
-const ceiling: CeilingSeen = {};
 const measured: Measured[] = [];
+const ceiling: CeilingSeen = {
+  storeBatch() {
+    const work = measured.find((m) => m.id === "orders")?.database;
+    return work && work.transactions > 0 ? work.orders / work.transactions : undefined;
+  },
+};
 for (const s of steadyScenarios(ctx, ceiling)) if (wanted(options, s.id)) measured.push(await measurer.measure(s));
 
 // Measured after the steady scenarios, when start-up's work (JIT, the first collections) is over.
@@ -94,6 +99,7 @@ const report: Report = {
   ...(flash ? { flash } : {}),
   ...(traced?.report ? { tracing: traced.report } : {}),
   ...(ceiling.statements ? { ceilingSql: ceiling.statements } : {}),
+  ...(ceiling.batchSize ? { ceilingBatchSize: ceiling.batchSize } : {}),
   ...(ceiling.batch ? { ceilingBatch: ceiling.batch } : {}),
   header: reportHeader(options, http),
 };

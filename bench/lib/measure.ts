@@ -2,6 +2,7 @@
 // request from /proc, peak memory), the log events and database work it caused, and which
 // services it killed.
 import { readFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { cpuDelta, peakRssMb, resetPeakRss, sampleCpu, sampleMachine, type Watched } from "./cpu.ts";
 import type { LoadResult } from "./load.ts";
 import { type DatabaseWork, type Measured, NODE_SERVICES, STORE_PROCESSES } from "./report.ts";
@@ -96,6 +97,8 @@ export class Measurer {
       storeMs,
       busyPct: (100 * busy) / total,
       foreignPct: (100 * Math.max(0, busy - ours)) / total,
+      // The machine is shared: its 1-minute load average as the scenario ended, beside its figures.
+      loadAvg: loadavg()[0] ?? Number.NaN,
       rssMb: Object.fromEntries(NODE_SERVICES.map((name) => [name, peakRssMb(store.stack.services[name].child.pid)])),
       eventsPerRequest: published / n,
       ...(database.orders > 0 ? { database } : {}),
@@ -114,7 +117,7 @@ export class Measurer {
           .filter(([, v]) => v > 0)
           .map(([p, v]) => `${p} ${v.toFixed(3)}`)
           .join(", ")}; ` +
-        `store ${storeMs.toFixed(3)}; machine busy ${m.busyPct.toFixed(0)} %, not ours ${m.foreignPct.toFixed(0)} %`,
+        `store ${storeMs.toFixed(3)}; machine busy ${m.busyPct.toFixed(0)} %, not ours ${m.foreignPct.toFixed(0)} %, load average ${m.loadAvg.toFixed(2)}`,
     );
     return m;
   }

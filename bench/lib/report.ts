@@ -37,6 +37,8 @@ export interface Measured {
   /** Of the machine's CPU over the scenario (all cores = 100 %): all of it, and what was not ours. */
   busyPct: number;
   foreignPct: number;
+  /** The machine's 1-minute load average when the scenario ended (other engineers' work included). */
+  loadAvg: number;
   /** Peak resident MB of each service during the scenario. */
   rssMb: Record<string, number>;
   /** Log events log-service published per request. */
@@ -54,7 +56,9 @@ export interface Report {
   flash?: FlashSaleResult & { stockLeft: number; ordersRows: number; reproduce: string; note?: string };
   tracing?: { spans: number; note: string };
   /** The statements the PostgreSQL ceiling sends per order. */
-  ceilingSql?: string[];
+  /** The statements the PostgreSQL ceiling sends per batch, and the batch size it used. */
+  ceilingSql?: readonly string[];
+  ceilingBatchSize?: number;
   ceilingBatch?: { batches: number; orders: number };
   header: { commit: string; dirty: boolean; machine: string; started: string; settings: string };
 }
@@ -220,6 +224,8 @@ function ratios(r: Report): string[] {
     ["Shop `PlaceOrder` (Connect JSON) / `POST /orders`", "shop-orders", "orders"],
     ["`POST /orders` / db-service `PlaceOrder` direct", "orders", "db-direct"],
     ["`POST /orders` with key / without", "orders-key", "orders"],
+    ["`POST /orders`, one account / 64 shoppers", "orders-1user", "orders"],
+    ["`POST /orders`, one account / PostgreSQL ceiling", "orders-1user", "pg-ceiling"],
     ["`POST /orders` / PostgreSQL ceiling", "orders", "pg-ceiling"],
     ["`GET /products/{id}` / bare route", "product", "bare"],
     ["`GET /products/{id}` traced / untraced (both on fresh services)", "traced-product", "untraced-product"],
@@ -250,12 +256,15 @@ export function markdown(r: Report): string {
     "",
     "### Throughput and latency",
     "",
-    "| scenario | conns | load from | req/s | p50 ms | p99 ms | failed | errors | requests | log events / req | machine busy | not ours | reproduce |",
-    "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    "| scenario | conns | load from | req/s | of PostgreSQL ceiling | p50 ms | p99 ms | failed | errors | requests | log events / req | machine busy | not ours | load avg | reproduce |",
+    "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
   );
+  // Every order scenario as a share of what PostgreSQL alone places with the store's own batches.
+  const pgCeiling = byId(r, "pg-ceiling");
+  const ofCeiling = (x: Measured) => (x.database && pgCeiling && x !== pgCeiling ? pct(x.rps / pgCeiling.rps) : "");
   for (const x of m) {
     out.push(
-      `| ${x.title}${x.note ? ` (${x.note})` : ""} | ${x.connections} | ${x.generator} | ${f0(x.rps)} | ${f1(x.result.p50)} | ${f1(x.result.p99)} | ${x.result.failed} | ${x.result.errors} | ${x.result.requests} | ${f1(x.eventsPerRequest)} | ${f0(x.busyPct)} % | ${f0(x.foreignPct)} %${x.foreignPct > NOISY_PCT ? " ⚠" : ""} | ${cmd(x.id)} |`,
+      `| ${x.title}${x.note ? ` (${x.note})` : ""} | ${x.connections} | ${x.generator} | ${f0(x.rps)} | ${ofCeiling(x)} | ${f1(x.result.p50)} | ${f1(x.result.p99)} | ${x.result.failed} | ${x.result.errors} | ${x.result.requests} | ${f1(x.eventsPerRequest)} | ${f0(x.busyPct)} % | ${f0(x.foreignPct)} %${x.foreignPct > NOISY_PCT ? " ⚠" : ""} | ${f1(x.loadAvg)} | ${cmd(x.id)} |`,
     );
   }
 
@@ -349,10 +358,12 @@ export function markdown(r: Report): string {
   if (r.ceilingSql) {
     out.push(
       "",
-      `PostgreSQL ceiling: per order, the two statements db-service's \`place\` sends (built by drizzle from its schema), ` +
-        `pipelined in transactions of up to 64 with one \`set_config('statement_timeout')\` and one COMMIT, one transaction at a time` +
+      `PostgreSQL ceiling: db-service's set-based batch (\`db-service/src/order-batch.ts\`: the lock in id order, then one ` +
+        `statement with one UPDATE and one INSERT), ${r.ceilingSql.length} prepared statements per batch whatever its size, ` +
+        `sent from the bench on one connection, one batch after another, in batches of ${r.ceilingBatchSize ?? "–"} ` +
+        `(the orders per transaction the store formed in \`POST /orders\`), each with one \`set_config('statement_timeout')\` and one COMMIT` +
         (r.ceilingBatch && r.ceilingBatch.batches > 0
-          ? `; ${f1(r.ceilingBatch.orders / r.ceilingBatch.batches)} orders per transaction on average.`
+          ? `; ${r.ceilingBatch.batches} batches, ${r.ceilingBatch.orders} orders placed.`
           : "."),
     );
   }

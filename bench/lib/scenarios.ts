@@ -35,15 +35,17 @@ export function loads(ctx: ScenarioContext) {
       method: "GET",
       paths: [1, 2, 3].map((i) => `/products/${i}`),
     }),
-    orders: (idempotencyKey: boolean) => (): HttpLoad => ({
-      url: ctx.store.stack.gatewayUrl,
-      method: "POST",
-      paths: ["/orders"],
-      headers: json,
-      tokens,
-      bodies: ctx.productIds.map((id) => JSON.stringify({ product_id: id, quantity: 1 })),
-      idempotencyKey,
-    }),
+    orders:
+      (idempotencyKey: boolean, accounts = tokens.length) =>
+      (): HttpLoad => ({
+        url: ctx.store.stack.gatewayUrl,
+        method: "POST",
+        paths: ["/orders"],
+        headers: json,
+        tokens: tokens.slice(0, accounts),
+        bodies: ctx.productIds.map((id) => JSON.stringify({ product_id: id, quantity: 1 })),
+        idempotencyKey,
+      }),
     shopOrders: (): HttpLoad => ({
       url: ctx.store.stack.gatewayUrl,
       method: "POST",
@@ -77,7 +79,10 @@ export function httpScenario(
 
 /** What the PostgreSQL ceiling sent, for the report, once it has run. */
 export interface CeilingSeen {
-  statements?: string[];
+  /** The orders per transaction the store formed in this run's `orders` scenario, once it ran. */
+  storeBatch?: () => number | undefined;
+  statements?: readonly string[];
+  batchSize?: number;
   batch?: { batches: number; orders: number };
 }
 
@@ -99,6 +104,8 @@ export function steadyScenarios(ctx: ScenarioContext, ceiling: CeilingSeen): Sce
       bodies: [1, 2, 3].map((id) => JSON.stringify({ id })),
     })),
     httpScenario(ctx, "orders", "`POST /orders`", load.orders(false), { orders: true }),
+    // Every order of one account: what costs the same whoever buys, and what does not.
+    httpScenario(ctx, "orders-1user", "`POST /orders`, one account", load.orders(false, 1), { orders: true }),
     httpScenario(ctx, "orders-key", "`POST /orders` + Idempotency-Key", load.orders(true), { orders: true }),
     httpScenario(ctx, "shop-orders", "Shop `PlaceOrder` (Connect JSON)", load.shopOrders, { orders: true }),
     directScenario(ctx),
@@ -203,39 +210,35 @@ function directScenario(ctx: ScenarioContext): Scenario {
   };
 }
 
-/** PostgreSQL alone: the order statements db-service sends, batched as it batches them. */
+/** Without an `orders` scenario in the run to take it from, the ceiling's batch size. */
+export const DEFAULT_CEILING_BATCH = 32;
+
+/**
+ * PostgreSQL alone: db-service's set-based batch, on one connection, at the batch size the store
+ * formed in the `orders` scenario of this run (orders per transaction, rounded).
+ */
 function ceilingScenario(ctx: ScenarioContext, seen: CeilingSeen): Scenario {
   const { store, shoppers, productIds } = ctx;
-  const { connections } = ctx.options;
-  let n = 0;
-  return {
+  const scenario: Scenario = {
     id: "pg-ceiling",
-    title: "PostgreSQL ceiling (order statements, batched as db-service)",
-    connections,
+    title: "PostgreSQL ceiling (db-service's batch statements, one connection)",
+    connections: 1,
     orders: true,
     generator: "bench process",
     async run(durationS) {
+      const formed = seen.storeBatch?.();
+      const batchSize = formed === undefined ? DEFAULT_CEILING_BATCH : Math.max(1, Math.round(formed));
+      seen.batchSize = batchSize;
+      scenario.note = `batches of ${batchSize}${formed === undefined ? ", no orders scenario to take it from" : ", as the store formed"}`;
       const ceiling = openCeiling(store.databaseUrl);
       seen.statements = ceiling.statements;
       try {
-        return await closedLoop(
-          (i) => {
-            const s = shoppers[i % shoppers.length] as Shopper;
-            return ceiling.place({
-              userId: s.userId,
-              sessionId: s.sessionId,
-              productId: productIds[i % productIds.length] ?? 0,
-              quantity: 1,
-              key: `db-service:${process.pid}:${++n}`,
-            });
-          },
-          connections,
-          durationS,
-        );
+        return await ceiling.run({ batchSize, durationS, buyers: shoppers, productIds });
       } finally {
         seen.batch = ceiling.stats();
         await ceiling.close();
       }
     },
   };
+  return scenario;
 }

@@ -2,12 +2,13 @@ import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { type OrderService, OrderStatus } from "@merch/gen/merch/store/v1/order_pb";
 import type { Session } from "@merch/gen/merch/store/v1/session_pb";
 import { ErrorReason, invalidArgument, rpcError } from "@merch/kit";
-import { and, desc, eq, gte, inArray, lt, notExists, or, sql } from "drizzle-orm";
+import { and, desc, eq, inArray, lt, or, sql } from "drizzle-orm";
 import { orderToProto, productToProto } from "./convert.ts";
 import { constraintOf, type Database, type Db, sqlState } from "./db.ts";
+import { OrderBatch, type OrderOutcome } from "./order-batch.ts";
 import { productNotFound } from "./products.ts";
 import { type OrderRow, orders, products } from "./schema.ts";
-import { requireSession, requireStaff, sessionOpen, staffSessionOpen } from "./sessions.ts";
+import { requireSession, requireStaff, sessionEnded, sessionOpen, staffSessionOpen } from "./sessions.ts";
 import type { Caller, Tx, WriteBatcher } from "./write-batcher.ts";
 
 const DEFAULT_PAGE_SIZE = 20;
@@ -62,34 +63,22 @@ function priorOrder(db: Db | Tx, userId: number, key: string) {
     .where(and(eq(orders.userId, userId), eq(orders.idempotencyKey, key)));
 }
 
+/** A placed order repeated with its key, or a key used for another request. */
+function replayOf(prior: OrderRow, productId: number, quantity: number) {
+  if (prior.productId !== productId || prior.quantity !== quantity) {
+    throw rpcError(
+      ErrorReason.IDEMPOTENCY_KEY_REUSED,
+      "this Idempotency-Key was already used with a different request",
+    );
+  }
+  return { order: orderToProto(prior), replayed: true };
+}
+
 export function orderService(database: Database, writer: WriteBatcher): ServiceImpl<typeof OrderService> {
   /** A placed order repeated with its key, or a key used for another request. */
   async function replay(userId: number, key: string, productId: number, quantity: number) {
     const [prior] = await database.run("order.replay", (db) => priorOrder(db, userId, key));
-    if (!prior) return undefined;
-    if (prior.productId !== productId || prior.quantity !== quantity) {
-      throw rpcError(
-        ErrorReason.IDEMPOTENCY_KEY_REUSED,
-        "this Idempotency-Key was already used with a different request",
-      );
-    }
-    return { order: orderToProto(prior), replayed: true };
-  }
-
-  /** Why no order was placed: the key was used, the session ended, the product, or the stock. */
-  async function refusal(session: Session | undefined, productId: number, quantity: number, key: string) {
-    const userId = session?.userId ?? 0;
-    const earlier = await replay(userId, key, productId, quantity);
-    if (earlier) return earlier;
-    await database.run("session.check", (db) => requireSession(db, session));
-    const [product] = await database.run("product.stock", (db) =>
-      db
-        .select({ stock: products.stock })
-        .from(products)
-        .where(and(eq(products.id, productId), eq(products.archived, false))),
-    );
-    if (!product) throw productNotFound(productId);
-    throw rpcError(ErrorReason.INSUFFICIENT_STOCK, `only ${product.stock} left in stock, ${quantity} requested`);
+    return prior && replayOf(prior, productId, quantity);
   }
 
   /** The session's order, or why there is none to the caller. */
@@ -113,44 +102,47 @@ export function orderService(database: Database, writer: WriteBatcher): ServiceI
       // Without a key from the caller the order still gets one, so that a batch run again can
       // never place it twice.
       const key = req.idempotencyKey === "" ? `db-service:${crypto.randomUUID()}` : req.idempotencyKey;
-      let placed: Awaited<ReturnType<typeof place>> | undefined;
-      // One transaction (shared with other writes: write-batcher.ts): the stock decrement is
-      // conditional and atomic (no oversell under any concurrency), the price is read under the
-      // same row lock, the session is checked in the same statement, and the key is claimed by
-      // the order row itself, so a repeat finds the order instead of placing another.
-      async function place(tx: Tx) {
-        const [product] = await tx
-          .update(products)
-          .set({ stock: sql`${products.stock} - ${quantity}` })
-          .where(
-            and(
-              eq(products.id, productId),
-              eq(products.archived, false),
-              gte(products.stock, quantity),
-              sessionOpen(tx, session),
-              notExists(priorOrder(tx, userId, key)),
-            ),
-          )
-          .returning();
-        if (!product) return undefined;
-        const [order] = await tx
-          .insert(orders)
-          .values({ userId, productId, quantity, unitPrice: product.price, idempotencyKey: key })
-          .returning();
-        return order && { order, product };
-      }
-      try {
-        placed = await writer.run("order.place", place, callerOf(ctx));
-      } catch (err) {
-        // A concurrent request with the same key committed first: answer as it did.
-        if (sqlState(err) === "23505" && constraintOf(err) === "orders_user_id_idempotency_key_key") {
-          const earlier = await replay(userId, key, productId, quantity);
-          if (earlier) return earlier;
+      const request = { session, productId, quantity, key };
+      // The order joins its write batch's orders (order-batch.ts), placed together in one
+      // transaction with a fixed number of statements: the stock taken under the product's row
+      // lock (no oversell under any concurrency), the price read under it, the session checked
+      // and the key claimed by the order row in the same statement, so a repeat finds the order
+      // instead of placing another.
+      for (;;) {
+        let outcome: OrderOutcome;
+        try {
+          outcome = await writer.run(
+            "order.place",
+            (_tx, batch) => batch.joint(OrderBatch).join(request),
+            callerOf(ctx),
+          );
+        } catch (err) {
+          // A concurrent request with the same key committed first: answer as it did.
+          if (sqlState(err) === "23505" && constraintOf(err) === "orders_user_id_idempotency_key_key") {
+            const earlier = await replay(userId, key, productId, quantity);
+            if (earlier) return earlier;
+          }
+          throw err;
         }
-        throw err;
+        switch (outcome.kind) {
+          case "placed":
+            return { order: orderToProto(outcome.order), replayed: false, product: productToProto(outcome.product) };
+          case "replay":
+            return replayOf(outcome.order, productId, quantity);
+          case "again":
+            // The same key earlier in the same batch: that one has committed now; ask again.
+            continue;
+          case "session_ended":
+            throw sessionEnded();
+          case "product_not_found":
+            throw productNotFound(productId);
+          case "insufficient_stock":
+            throw rpcError(
+              ErrorReason.INSUFFICIENT_STOCK,
+              `only ${outcome.stock} left in stock, ${quantity} requested`,
+            );
+        }
       }
-      if (!placed) return refusal(session, productId, quantity, key);
-      return { order: orderToProto(placed.order), replayed: false, product: productToProto(placed.product) };
     },
 
     async getOrder(req) {

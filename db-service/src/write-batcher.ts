@@ -17,8 +17,42 @@ export interface Caller {
   deadline: number;
 }
 
+/**
+ * Work that writes of one batch do together: each write joins it (before its first await), and
+ * the batch flushes it once every write has started, so that N writes cost the joint's
+ * statements once (order-batch.ts: a batch of orders in two statements).
+ */
+export interface Joint {
+  /** Runs the joined work and answers each write that joined; never throws (it answers with it). */
+  flush(): Promise<void>;
+}
+
+/** What a write gets besides the transaction: the batch's joints, made on first use. */
+export class Batch {
+  readonly #tx: Tx;
+  readonly #joints = new Map<new (tx: Tx) => Joint, Joint>();
+
+  constructor(tx: Tx) {
+    this.#tx = tx;
+  }
+
+  /** The batch's joint of this kind. */
+  joint<J extends Joint>(kind: new (tx: Tx) => J): J {
+    let joint = this.#joints.get(kind);
+    if (joint === undefined) {
+      joint = new kind(this.#tx);
+      this.#joints.set(kind, joint);
+    }
+    return joint as J;
+  }
+
+  async flush(): Promise<void> {
+    for (const joint of this.#joints.values()) await joint.flush();
+  }
+}
+
 interface Pending {
-  work: (tx: Tx) => Promise<unknown>;
+  work: (tx: Tx, batch: Batch) => Promise<unknown>;
   caller: Caller;
   /** The write's span in its caller's trace, from the wait in the queue to the commit. */
   span: Span;
@@ -48,7 +82,8 @@ class DatabaseDown extends Error {}
  * statements that arrive while a transaction is committing queue up and go together as the next
  * transaction, pipelined on one connection: one flush serves them all. Under light load a
  * statement runs alone and waits for nothing. One transaction at a time, so two batches never
- * deadlock on product rows.
+ * deadlock on product rows. Writes that share a joint (the batch's orders: order-batch.ts) are
+ * done together by it, in a fixed number of statements however many there are.
  *
  * No write outlives its caller, and none is done twice:
  * - a write whose caller has gone (hung up, deadline passed) before its batch starts is not
@@ -73,7 +108,7 @@ export class WriteBatcher {
   }
 
   /** Runs one write, durably, as operation `name`: resolves with its result once it committed. */
-  run<T>(name: string, work: (tx: Tx) => Promise<T>, caller: Caller): Promise<T> {
+  run<T>(name: string, work: (tx: Tx, batch: Batch) => Promise<T>, caller: Caller): Promise<T> {
     const span = tracer().startSpan(`db ${name}`, {
       attributes: { "db.system.name": "postgresql", "db.operation.name": name },
     });
@@ -171,7 +206,10 @@ export class WriteBatcher {
           // Pipelined with the statements, no round trip of its own; if it fails, they fail too.
           tx.execute(sql`SELECT set_config('statement_timeout', ${String(ms)}, true)`).catch(() => {});
         }
-        results = await Promise.allSettled(batch.map((p) => p.work(tx)));
+        const joined = new Batch(tx);
+        const running = Promise.allSettled(batch.map((p) => p.work(tx, joined)));
+        await joined.flush();
+        results = await running;
         const failed = results.find((r) => r.status === "rejected");
         if (failed) throw failed.reason;
         const gone = batch.some((p) => p.caller.signal.aborted || p.caller.deadline <= Date.now());

@@ -1,12 +1,13 @@
 // `npm start`: the whole store on this machine, on embedded defaults, supervised.
-//   PostgreSQL 17 (embedded, data in $DATA_DIR/pg) unless DATABASE_URL is set, db-service :50051
+//   PostgreSQL 17 (embedded, data in $DATA_DIR/pg, or under /var/lib/merch-store when root's
+//   DATA_DIR is private: see identity()) unless DATABASE_URL is set, db-service :50051
 //   and log-service :50052 on loopback only (file sink unless KAFKA_BROKERS is set), gateway :8080.
 // A process that dies is started again with a growing, capped delay, for as long as npm start
 // runs: one service that keeps failing is reported loudly, never a reason to stop the others
 // (devstack/src/supervisor.ts).
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { startStack, superviseStack } from "@merch/devstack";
 import { readConfig } from "@merch/kit";
 
@@ -45,11 +46,33 @@ function keptSecret(name: string, given: string | undefined): string {
   return secret;
 }
 
+/**
+ * This data directory's identity: a random id made at its first start. A cluster that has to live
+ * outside DATA_DIR (testkit's startPostgres, under root with a private home) records it, and one
+ * found there recording another id belonged to a DATA_DIR since removed: it is wiped, so removing
+ * DATA_DIR removes the store's data. A DATA_DIR from before identities (its secrets are there) keeps
+ * the cluster it had.
+ */
+function identity(): { id: string; adopt: boolean } {
+  const file = join(env.dataDir, "store-id");
+  const older = !existsSync(file) && existsSync(join(env.dataDir, "jwt-secret"));
+  return { id: keptSecret("store-id", undefined), adopt: older };
+}
+
+// Ctrl-C or a kill while the store is still starting: exit now. The exit hooks kill an initdb
+// under way and stop a PostgreSQL already started (testkit), so that nothing of this start goes on
+// behind it while the next start repairs the data directory.
+const quitWhileStarting = () => process.exit(130);
+process.on("SIGINT", quitWhileStarting);
+process.on("SIGTERM", quitWhileStarting);
+
 console.log(`Starting the SUSTech Merch Store (data in ${env.dataDir})...`);
 mkdirSync(env.dataDir, { recursive: true, mode: 0o700 });
 const credentialFile = join(env.dataDir, "service-credential");
+const storeIdentity = identity();
 const stack = await startStack({
   dataDir: env.dataDir,
+  identity: storeIdentity,
   databaseUrl: env.databaseUrl,
   kafkaBrokers: env.kafkaBrokers,
   // Kept, so that tokens survive a restart of the store.
@@ -94,6 +117,23 @@ const writeState = (restarts: Readonly<Record<string, number>>) => {
 };
 writeState({});
 
+/** Why the database is outside DATA_DIR, when it is, and what removes it. */
+function relocatedNote(): string {
+  const relocated = stack.postgres?.relocated;
+  if (!stack.postgres || !relocated) return "";
+  return `
+                  Outside DATA_DIR: ${relocated.reason}.
+                  It belongs to this DATA_DIR (its store-id): after rm -rf ${env.dataDir}, the next
+                  npm start wipes it and starts afresh; rm -rf ${dirname(stack.postgres.dataDir)} frees the disk now.${
+                    relocated.staleRemoved
+                      ? `
+                  A cluster left there by a removed DATA_DIR was wiped at this start.`
+                      : ""
+                  }`;
+}
+
+process.off("SIGINT", quitWhileStarting);
+process.off("SIGTERM", quitWhileStarting);
 console.log(`
   The SUSTech Merch Store is ready.
 
@@ -102,7 +142,7 @@ console.log(`
   API reference   ${stack.gatewayUrl}/docs
   db-service      ${stack.services["db-service"].url}     (gRPC, gRPC-Web, Connect; loopback only)
   log-service     ${stack.services["log-service"].url}     (${env.kafkaBrokers ? `Kafka ${env.kafkaBrokers}` : `file ${resolve(env.dataDir, "log-channel.jsonl")}`})
-  PostgreSQL      ${stack.postgres ? `127.0.0.1:${stack.postgres.port} (embedded, data in ${stack.postgres.dataDir})` : "external (DATABASE_URL)"}
+  PostgreSQL      ${stack.postgres ? `127.0.0.1:${stack.postgres.port} (embedded, data in ${stack.postgres.dataDir})` : "external (DATABASE_URL)"}${relocatedNote()}
   Metrics         ${Object.values(stack.metricsUrls).join("  ")}  (loopback only)
   Service credential for buf curl / grpcurl: ${env.serviceCredential === undefined ? credentialFile : "SERVICE_CREDENTIAL"}
 

@@ -17,6 +17,8 @@ import {
 export interface StackOptions {
   /** Holds the embedded PostgreSQL cluster and log-service's files. */
   dataDir: string;
+  /** This data directory's identity, for a cluster that must live outside it (testkit's startPostgres). */
+  identity?: { id: string; adopt: boolean } | undefined;
   /** An external PostgreSQL; the embedded one is not started then. */
   databaseUrl?: string | undefined;
   kafkaBrokers?: string | undefined;
@@ -58,6 +60,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       dataDir: join(opts.dataDir, "pg"),
       fast: opts.fastPostgres ?? false,
       migrate,
+      ...(opts.identity === undefined ? {} : { identity: opts.identity }),
       ...(opts.postgresPort === undefined ? {} : { port: opts.postgresPort }),
     });
     databaseUrl = postgres.url;

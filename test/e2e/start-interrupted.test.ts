@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { chmodSync, existsSync, lstatSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { chmodSync, existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
@@ -71,6 +71,20 @@ function readableByOthers(dir: string): string[] {
   return out;
 }
 
+/** The live processes (zombies have no command line) whose command line names `dir`. */
+function processesUsing(dir: string): string[] {
+  const out: string[] = [];
+  for (const pid of readdirSync("/proc").filter((n) => /^\d+$/.test(n))) {
+    try {
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ");
+      if (cmdline.includes(dir)) out.push(`${pid} ${cmdline}`);
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return out;
+}
+
 const tempBefore = new Set(readdirSync(tmpdir()));
 
 test("Ctrl-C during the first start's initdb, then npm start again: the store comes up, no secret was readable", async () => {
@@ -88,13 +102,24 @@ test("Ctrl-C during the first start's initdb, then npm start again: the store co
   );
   ctrlC(first.child);
   await first.exited;
+  // Nothing of the interrupted start goes on behind it: an initdb left running would keep writing
+  // into the directory the next start removes (it once made that start fail).
+  await until(
+    "no process of the interrupted start to be left",
+    () => processesUsing(dataDir).length === 0,
+    2_000,
+    () => processesUsing(dataDir).join("\n"),
+  );
   assert.equal(readableByOthers(dataDir).join("\n"), "", "files others may read after the interruption");
   assert.ok(!existsSync(join(dataDir, "pg", "PG_VERSION")), "no cluster was left in place half-made");
 
   const second = npmStart(ports);
   await until(
     "the store to be ready",
-    () => second.output().includes("The SUSTech Merch Store is ready."),
+    () => {
+      assert.equal(second.child.exitCode, null, `npm start exited:\n${second.output().slice(-6000)}`);
+      return second.output().includes("The SUSTech Merch Store is ready.");
+    },
     120_000,
     second.output,
   );

@@ -31,6 +31,8 @@ export interface PostgresServer {
   readonly port: number;
   /** Where the cluster really is (see startPostgres: not always where it was asked to be). */
   readonly dataDir: string;
+  /** Set when the cluster lives outside the directory asked for: why, for the operator. */
+  readonly relocated?: { reason: string; staleRemoved: boolean } | undefined;
   /** The server process's pid, while it runs. */
   readonly pid: number | undefined;
   /** Stops the server; its data stays. */
@@ -54,6 +56,14 @@ export interface StartOptions {
   fast?: boolean;
   /** Brings the store's database up to date once it exists: db-service's migrate, when wanted. */
   migrate?: (url: string) => Promise<unknown>;
+  /**
+   * Whose the cluster is, when it has to live outside `dataDir` (see clusterDir): a random id the
+   * caller keeps in its own data directory. A cluster found outside that records another id, or
+   * none, was left by a data directory since removed: it is wiped and a new one made, so that
+   * removing the data directory removes the data. `adopt` takes an unrecorded one as this
+   * caller's instead (a data directory that existed before clusters recorded their owner).
+   */
+  identity?: { id: string; adopt: boolean };
 }
 
 interface Binaries {
@@ -115,13 +125,29 @@ function binariesFor(bins: Binaries, account: { uid: number; gid: number } | und
   return { initdb: join(shared, "bin", "initdb"), postgres: join(shared, "bin", "postgres") };
 }
 
+/**
+ * Runs initdb to its end. In a process group of its own, killed whole (initdb, its shell and its
+ * `postgres --boot/--single`) when this process exits first: initdb runs `postgres --check`
+ * through system(), which ignores SIGINT, so a Ctrl-C to the terminal's group can miss it, and an
+ * initdb left behind goes on writing into the cluster being made while the next start removes it.
+ */
 function run(file: string, args: string[], account: { uid: number; gid: number } | undefined, log: string) {
   return new Promise<void>((resolve, reject) => {
     const child = spawn(file, args, {
       ...account,
+      detached: true,
       stdio: ["ignore", "pipe", "pipe"],
       env: { ...process.env, LC_ALL: "C" },
     });
+    const killGroup = () => {
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
+      } catch {
+        // Already gone.
+      }
+    };
+    process.once("exit", killGroup);
+    child.once("exit", () => process.off("exit", killGroup));
     let output = "";
     const collect = (d: Buffer) => {
       output += d.toString();
@@ -155,11 +181,32 @@ const RELOCATED_ROOT = "/var/lib/merch-store";
 /** What marks a cluster still being made (`pg.init-<random>`, and its `.pw` file beside it). */
 const INIT_SUFFIX = ".init-";
 
+/** The file, beside a relocated cluster, that names the data directory identity it belongs to. */
+const IDENTITY_FILE = "identity";
+
+/**
+ * Makes `home` (a relocated cluster's folder) belong to `identity`: a folder recording another
+ * owner, or none, is removed whole (cluster, password, log). Returns whether one was removed.
+ */
+function claimRelocated(home: string, identity: { id: string; adopt: boolean }): boolean {
+  const file = join(home, IDENTITY_FILE);
+  const recorded = existsSync(file) ? readFileSync(file, "utf8").trim() : undefined;
+  let removed = false;
+  if (existsSync(home) && recorded !== identity.id && !(recorded === undefined && identity.adopt)) {
+    rmSync(home, { recursive: true, force: true, maxRetries: 5 });
+    removed = true;
+  }
+  mkdirSync(home, { recursive: true, mode: 0o700 });
+  if (recorded !== identity.id) writePrivate(file, `${identity.id}\n`);
+  return removed;
+}
+
 /** Removes what an interrupted first start left: unfinished clusters and their password files. */
 function clearUnfinishedInit(parent: string): void {
   if (!existsSync(parent)) return;
   for (const name of readdirSync(parent)) {
-    if (name.includes(INIT_SUFFIX)) rmSync(join(parent, name), { recursive: true, force: true });
+    // Retried: a process of an older, killed start may still be letting go of the directory.
+    if (name.includes(INIT_SUFFIX)) rmSync(join(parent, name), { recursive: true, force: true, maxRetries: 5 });
   }
 }
 
@@ -179,6 +226,8 @@ export async function startPostgres(opts: StartOptions): Promise<PostgresServer>
   const port = opts.port ?? (await freePort());
   const account = postgresAccount();
   const dataDir = clusterDir(opts.dataDir, account);
+  const outside = resolve(dataDir) !== resolve(opts.dataDir);
+  const staleRemoved = outside && opts.identity !== undefined && claimRelocated(dirname(dataDir), opts.identity);
   mkdirSync(dirname(dataDir), { recursive: true, mode: 0o700 });
   if (account) chmodSync(dirname(dataDir), 0o711);
   const logFile = join(dirname(dataDir), "postgres.log");
@@ -274,6 +323,12 @@ export async function startPostgres(opts: StartOptions): Promise<PostgresServer>
     url: `${base}/${DATABASE}`,
     port,
     dataDir,
+    relocated: outside
+      ? {
+          reason: `PostgreSQL runs as the unprivileged \`postgres\` user, who cannot enter a directory above ${opts.dataDir}`,
+          staleRemoved,
+        }
+      : undefined,
     get pid() {
       return server?.pid;
     },

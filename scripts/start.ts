@@ -123,8 +123,8 @@ function relocatedNote(): string {
   if (!stack.postgres || !relocated) return "";
   return `
                   Outside DATA_DIR: ${relocated.reason}.
-                  It belongs to this DATA_DIR (its store-id): after rm -rf ${env.dataDir}, the next
-                  npm start wipes it and starts afresh; rm -rf ${dirname(stack.postgres.dataDir)} frees the disk now.${
+                  It is this DATA_DIR's (store-id): once ${env.dataDir} is removed, the next npm start
+                  wipes it and starts afresh; rm -rf ${dirname(stack.postgres.dataDir)} frees the disk now.${
                     relocated.staleRemoved
                       ? `
                   A cluster left there by a removed DATA_DIR was wiped at this start.`

@@ -325,7 +325,7 @@ export async function startPostgres(opts: StartOptions): Promise<PostgresServer>
     dataDir,
     relocated: outside
       ? {
-          reason: `PostgreSQL runs as the unprivileged \`postgres\` user, who cannot enter a directory above ${opts.dataDir}`,
+          reason: `PostgreSQL runs as the unprivileged \`postgres\` user, who cannot enter a private directory on the path to ${opts.dataDir}`,
           staleRemoved,
         }
       : undefined,

@@ -97,7 +97,10 @@ test("rm -rf DATA_DIR (0700, as whoever runs the tests: root in CI) removes the 
     // postgres cannot enter a 0700 DATA_DIR: the banner says where the data is, and why.
     assert.match(first.cluster, /^\/var\/lib\/merch-store\/[0-9a-f]{16}\/pg$/);
     outsideHomes.add(dirname(first.cluster));
-    assert.match(first.output(), /Outside DATA_DIR: PostgreSQL runs as the unprivileged `postgres` user, who cannot enter a private directory);
+    assert.match(
+      first.output(),
+      /Outside DATA_DIR: PostgreSQL runs as the unprivileged `postgres` user, who cannot enter a private directory/,
+    );
     assert.equal(readFileSync(join(dirname(first.cluster), "identity"), "utf8").trim(), firstId);
   } else {
     assert.equal(first.cluster, join(dataDir, "pg"));

@@ -144,4 +144,19 @@ test("rm -rf DATA_DIR (0700, as whoever runs the tests: root in CI) removes the 
     await stop(third);
   }
   assert.ok(existsSync(join(dataDir, "store-id")));
+
+  if (!root) return;
+  // A DATA_DIR and outside cluster from before identities (neither has one): the cluster is kept.
+  rmSync(join(dataDir, "store-id"));
+  rmSync(join(dirname(first.cluster), "identity"));
+  const older = await startReady(ports);
+  try {
+    assert.doesNotMatch(older.output(), /was wiped/);
+    const login = await post(base, "/users/login", { username: account.username, password: account.password });
+    assert.equal(login.status, 200, "an older DATA_DIR keeps its users");
+    const id = readFileSync(join(dataDir, "store-id"), "utf8").trim();
+    assert.equal(readFileSync(join(dirname(older.cluster), "identity"), "utf8").trim(), id);
+  } finally {
+    await stop(older);
+  }
 });

@@ -76,9 +76,16 @@ function answerFor(err: ConnectError): Answer {
     headers["retry-after"] = String(retryAfter);
     p.detail = `${p.detail}; retry in ${retryAfter} seconds`;
   }
-  if (reason === ErrorReason.AUTHENTICATION_REQUIRED) headers["www-authenticate"] = REALM;
-  if (reason === ErrorReason.INVALID_TOKEN) headers["www-authenticate"] = `${REALM}, error="invalid_token"`;
+  const challenge = challengeFor(reason);
+  if (challenge !== undefined) headers["www-authenticate"] = challenge;
   return { problem: p, headers };
+}
+
+/** The WWW-Authenticate challenge a refused token calls for, on every door (RFC 6750). */
+export function challengeFor(reason: Reason): string | undefined {
+  if (reason === ErrorReason.AUTHENTICATION_REQUIRED) return REALM;
+  if (reason === ErrorReason.INVALID_TOKEN) return `${REALM}, error="invalid_token"`;
+  return undefined;
 }
 
 export function sendProblem(reply: FastifyReply, answer: Answer): FastifyReply {

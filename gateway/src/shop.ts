@@ -1,5 +1,6 @@
 import { create, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import {
+  ConnectError,
   type ConnectRouter,
   createContextKey,
   type HandlerContext,
@@ -7,8 +8,9 @@ import {
   type ServiceImpl,
 } from "@connectrpc/connect";
 import { OrderSchema, ProductSchema, ShopService, UserSchema } from "@merch/gen/merch/shop/v1/shop_pb";
-import { validation } from "@merch/kit";
+import { reasonOf, validation } from "@merch/kit";
 import type { FastifyRequest } from "fastify";
+import { challengeFor } from "./problems.ts";
 import { staffShopMethods } from "./shop-staff.ts";
 import type { StaffDesk } from "./staff.ts";
 import type { Authenticated, RequestInfo, Store } from "./store.ts";
@@ -49,7 +51,13 @@ function authentication(store: Store): Interceptor {
   return (next) => async (req) => {
     if (!OPEN.has(req.method.name)) {
       const fastify = req.contextValues.get(kRequest);
-      const auth = await store.authenticate(infoOf(fastify), req.header.get("authorization"));
+      const auth = await store.authenticate(infoOf(fastify), req.header.get("authorization")).catch((e: unknown) => {
+        // The same challenge as REST's 401: connect-fastify sends an error's metadata as headers.
+        const reason = e instanceof ConnectError ? reasonOf(e) : undefined;
+        const challenge = reason === undefined ? undefined : challengeFor(reason);
+        if (challenge !== undefined) (e as ConnectError).metadata.set("www-authenticate", challenge);
+        throw e;
+      });
       req.contextValues.set(kAuth, auth);
       if (fastify) fastify.userId = auth.subject.userId;
     }

@@ -129,3 +129,21 @@ test("a deactivated user's tokens stop working at once, on every route", async (
     expectRefused(await api("POST", "/orders", { token, body: { product_id: 1, quantity: 1 } }));
   }
 });
+
+test("the Connect door refuses a token with the same challenge", async () => {
+  for (const [authorization, error] of [
+    [undefined, undefined],
+    ["Bearer garbage", "invalid_token"],
+  ] as const) {
+    const res = await fetch(`${store.url}/merch.shop.v1.ShopService/GetMe`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...(authorization ? { authorization } : {}) },
+      body: "{}",
+    });
+    const body = (await res.json()) as { code: string };
+    assert.equal(res.status, 401);
+    assert.equal(body.code, "unauthenticated");
+    assert.match(res.headers.get("www-authenticate") ?? "", /^Bearer realm="sustech-merch-store"/);
+    if (error) assert.match(res.headers.get("www-authenticate") ?? "", /error="invalid_token"/);
+  }
+});

@@ -341,7 +341,11 @@ export class Store {
     );
     const order = res.order;
     if (!order) throw new Error("db-service sent no order");
-    if (res.product) this.#d.products.apply(res.product);
+    // A repeated cancellation answers as the first did but changes nothing (db-service sends no
+    // product then), so it is no new event: consumers count cancellations, and each event has an
+    // id of its own, so a second one could not be told from a real one.
+    if (!res.product) return order;
+    this.#d.products.apply(res.product);
     // Staff cancel on a customer's behalf: the event names both.
     const byStaff = order.userId !== auth.subject.userId;
     this.#emit(

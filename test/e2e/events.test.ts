@@ -37,6 +37,8 @@ test("register, logins, an auth failure, an order, its cancellation, an update a
   const order = await api<{ id: number }>("POST", "/orders", { token, body: { product_id: 3, quantity: 2 } });
   assert.equal(order.status, 201);
   assert.equal((await api("POST", `/orders/${order.body.id}/cancel`, { token })).status, 200);
+  // Cancelling again answers the same and changes nothing: no second event (checked below).
+  assert.equal((await api("POST", `/orders/${order.body.id}/cancel`, { token })).status, 200);
   assert.equal((await api("PATCH", "/users/me", { token, body: { email: "eve2@example.com" } })).status, 200);
   assert.equal((await api("POST", "/users/me/deactivate", { token })).status, 204);
 
@@ -54,6 +56,11 @@ test("register, logins, an auth failure, an order, its cancellation, an update a
   const updated = await channel.waitFor(mine("user.updated"), "user.updated");
   assert.equal(updated.record.attributes.fields, "email");
   await channel.waitFor(mine("user.deactivated"), "user.deactivated");
+  // The user's events share a partition, so every event sent before the deactivation is here now.
+  const cancellations = channel.records.filter(
+    (r) => r.record.event === "order.cancelled" && r.record.attributes.order_id === String(order.body.id),
+  );
+  assert.equal(cancellations.length, 1, "one cancellation, one event");
 
   // One request event per answered request, with its route, status, duration and user.
   const request = await channel.waitFor(

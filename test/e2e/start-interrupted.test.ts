@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { chmodSync, existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { freePort, REPO_ROOT } from "@merch/testkit";
+import { freePort } from "@merch/testkit";
+import { npmStart, signalGroup } from "./npm-start.ts";
 
 // Ctrl-C while the first `npm start` is still making its database (initdb), then `npm start`
 // again: the store comes up on that data directory, and no secret was ever left readable by
@@ -13,43 +13,6 @@ import { freePort, REPO_ROOT } from "@merch/testkit";
 const dataDir = mkdtempSync(join(tmpdir(), "merch-interrupted-"));
 chmodSync(dataDir, 0o755);
 after(() => rmSync(dataDir, { recursive: true, force: true }));
-
-function npmStart(ports: Record<"gateway" | "db" | "log" | "pg", number>) {
-  // In a process group of its own, as a terminal runs it: Ctrl-C reaches every process in it.
-  const child = spawn(process.execPath, [join(REPO_ROOT, "scripts", "start.ts")], {
-    cwd: REPO_ROOT,
-    detached: true,
-    env: {
-      PATH: process.env.PATH ?? "",
-      HOME: process.env.HOME ?? "",
-      DATA_DIR: dataDir,
-      GATEWAY_PORT: String(ports.gateway),
-      DB_SERVICE_PORT: String(ports.db),
-      LOG_SERVICE_PORT: String(ports.log),
-      PG_PORT: String(ports.pg),
-      LOG_FORMAT: "json",
-    },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  child.stdout?.on("data", (d: Buffer) => {
-    output += d.toString();
-  });
-  child.stderr?.on("data", (d: Buffer) => {
-    output += d.toString();
-  });
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  process.once("exit", () => ctrlC(child, "SIGKILL"));
-  return { child, exited, output: () => output };
-}
-
-function ctrlC(child: ChildProcess, signal: NodeJS.Signals = "SIGINT"): void {
-  try {
-    if (child.pid !== undefined) process.kill(-child.pid, signal);
-  } catch {
-    // already gone
-  }
-}
 
 async function until(what: string, condition: () => boolean, timeoutMs: number, output = () => ""): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -89,7 +52,7 @@ const tempBefore = new Set(readdirSync(tmpdir()));
 
 test("Ctrl-C during the first start's initdb, then npm start again: the store comes up, no secret was readable", async () => {
   const ports = { gateway: await freePort(), db: await freePort(), log: await freePort(), pg: await freePort() };
-  const first = npmStart(ports);
+  const first = npmStart(dataDir, ports);
   // initdb is under way once the cluster being made has its PG_VERSION.
   const staging = () => readdirSync(dataDir).find((n) => n.startsWith("pg.init-") && !n.endsWith(".pw"));
   await until(
@@ -100,7 +63,7 @@ test("Ctrl-C during the first start's initdb, then npm start again: the store co
     },
     60_000,
   );
-  ctrlC(first.child);
+  signalGroup(first.child, "SIGINT");
   await first.exited;
   // Nothing of the interrupted start goes on behind it: an initdb left running would keep writing
   // into the directory the next start removes (it once made that start fail).
@@ -113,7 +76,7 @@ test("Ctrl-C during the first start's initdb, then npm start again: the store co
   assert.equal(readableByOthers(dataDir).join("\n"), "", "files others may read after the interruption");
   assert.ok(!existsSync(join(dataDir, "pg", "PG_VERSION")), "no cluster was left in place half-made");
 
-  const second = npmStart(ports);
+  const second = npmStart(dataDir, ports);
   await until(
     "the store to be ready",
     () => {
@@ -138,7 +101,7 @@ test("Ctrl-C during the first start's initdb, then npm start again: the store co
     "the interrupted start's leftovers are gone",
   );
   assert.equal(readableByOthers(dataDir).join("\n"), "", "files others may read in the running store's data");
-  ctrlC(second.child);
+  signalGroup(second.child, "SIGINT");
   await second.exited;
   const tempAdded = readdirSync(tmpdir()).filter((n) => !tempBefore.has(n) && /^merch-pw-/.test(n));
   assert.deepEqual(tempAdded, [], "no password file in the temp directory");

@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir, userInfo } from "node:os";
 import { dirname, join } from "node:path";
 import { after, test } from "node:test";
-import { freePort, REPO_ROOT } from "@merch/testkit";
+import { freePort } from "@merch/testkit";
+import { type NpmStart, npmStart, type StartPorts, signalGroup } from "./npm-start.ts";
 
 // Removing DATA_DIR removes the store's data, wherever npm start had to keep it. As root with a
 // private (0700) DATA_DIR, PostgreSQL runs as `postgres`, who cannot enter it, so the cluster lives
@@ -19,46 +19,9 @@ after(() => {
   for (const home of outsideHomes) rmSync(home, { recursive: true, force: true });
 });
 
-function npmStart(ports: Record<"gateway" | "db" | "log" | "pg", number>) {
-  const child = spawn(process.execPath, [join(REPO_ROOT, "scripts", "start.ts")], {
-    cwd: REPO_ROOT,
-    detached: true,
-    env: {
-      PATH: process.env.PATH ?? "",
-      HOME: process.env.HOME ?? "",
-      DATA_DIR: dataDir,
-      GATEWAY_PORT: String(ports.gateway),
-      DB_SERVICE_PORT: String(ports.db),
-      LOG_SERVICE_PORT: String(ports.log),
-      PG_PORT: String(ports.pg),
-      LOG_FORMAT: "json",
-    },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  child.stdout?.on("data", (d: Buffer) => {
-    output += d.toString();
-  });
-  child.stderr?.on("data", (d: Buffer) => {
-    output += d.toString();
-  });
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  const kill = () => signalGroup(child, "SIGKILL");
-  process.once("exit", kill);
-  return { child, exited, output: () => output };
-}
-
-function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
-  try {
-    if (child.pid !== undefined) process.kill(-child.pid, signal);
-  } catch {
-    // already gone
-  }
-}
-
 /** Starts the store, waits until it is ready (120 s at most), and returns where its cluster is. */
-async function startReady(ports: Record<"gateway" | "db" | "log" | "pg", number>) {
-  const store = npmStart(ports);
+async function startReady(ports: StartPorts) {
+  const store = npmStart(dataDir, ports);
   const deadline = Date.now() + 120_000;
   while (!store.output().includes("The SUSTech Merch Store is ready.")) {
     assert.equal(store.child.exitCode, null, `npm start exited:\n${store.output().slice(-6000)}`);
@@ -70,7 +33,7 @@ async function startReady(ports: Record<"gateway" | "db" | "log" | "pg", number>
   return { ...store, cluster };
 }
 
-async function stop(store: { child: ChildProcess; exited: Promise<number | null> }): Promise<void> {
+async function stop(store: NpmStart): Promise<void> {
   signalGroup(store.child, "SIGINT");
   assert.equal(await store.exited, 0);
 }

@@ -50,6 +50,14 @@ function decodePageToken(token: string): number | undefined {
 }
 
 /** The caller of a write, from its Connect context: its signal and its deadline. */
+/** One page of a list read with `limit(size + 1)`: the extra row only says that more follow. */
+function pageOf(rows: OrderRow[], size: number) {
+  const more = rows.length > size;
+  const items = more ? rows.slice(0, size) : rows;
+  const last = items.at(-1);
+  return { orders: items.map(orderToProto), nextPageToken: more && last ? encodePageToken(last.id) : "" };
+}
+
 function callerOf(ctx: HandlerContext): Caller {
   const left = ctx.timeoutMs();
   return { signal: ctx.signal, deadline: left === undefined ? Number.POSITIVE_INFINITY : Date.now() + left };
@@ -172,13 +180,7 @@ export function orderService(database: Database, writer: WriteBatcher): ServiceI
       );
       // Nothing to show: no orders, or no session to show them to.
       if (page.length === 0) await database.run("session.check", (db) => requireSession(db, req.session));
-      const more = page.length > size;
-      const items = more ? page.slice(0, size) : page;
-      const last = items.at(-1);
-      return {
-        orders: items.map(orderToProto),
-        nextPageToken: more && last ? encodePageToken(last.id) : "",
-      };
+      return pageOf(page, size);
     },
 
     async cancelOrder(req, ctx) {
@@ -248,13 +250,7 @@ export function orderService(database: Database, writer: WriteBatcher): ServiceI
           .limit(size + 1),
       );
       if (page.length === 0) await database.run("session.check", (db) => requireStaff(db, req.session));
-      const more = page.length > size;
-      const items = more ? page.slice(0, size) : page;
-      const last = items.at(-1);
-      return {
-        orders: items.map(orderToProto),
-        nextPageToken: more && last ? encodePageToken(last.id) : "",
-      };
+      return pageOf(page, size);
     },
 
     async markOrderReady(req) {

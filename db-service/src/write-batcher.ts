@@ -1,4 +1,13 @@
-import { ErrorReason, endSpan, raceAbort, rpcError, type Span, tracer } from "@merch/kit";
+import {
+  ErrorReason,
+  endSpan,
+  isExporting,
+  type Link,
+  linkToActive,
+  raceAbort,
+  rpcError,
+  startBatchSpan,
+} from "@merch/kit";
 import { sql } from "drizzle-orm";
 import type { PgDatabase } from "drizzle-orm/pg-core";
 import type { PostgresJsQueryResultHKT } from "drizzle-orm/postgres-js";
@@ -52,10 +61,12 @@ export class Batch {
 }
 
 interface Pending {
+  /** The operation, as the batch's span names it. */
+  name: string;
   work: (tx: Tx, batch: Batch) => Promise<unknown>;
   caller: Caller;
-  /** The write's span in its caller's trace, from the wait in the queue to the commit. */
-  span: Span;
+  /** The span of the request the write is for (its RPC's), which the batch's span links to. */
+  link: Link | undefined;
   resolve(value: unknown): void;
   reject(err: unknown): void;
 }
@@ -68,6 +79,20 @@ const outcomeUnknown = () =>
     "the database connection failed while the write was committing: it may or may not have happened; " +
       "repeat the request with the same idempotency key to find out",
   );
+
+/** The links of a batch's span: the request span of each write that has one. */
+function linksOf(batch: readonly Pending[]): Link[] {
+  const links: Link[] = [];
+  for (const p of batch) if (p.link) links.push(p.link);
+  return links;
+}
+
+/** The batch's operations, as one name: "order.place", or "order.cancel order.place". */
+function operationsOf(batch: readonly Pending[]): string {
+  const names = new Set<string>();
+  for (const p of batch) names.add(p.name);
+  return [...names].sort().join(" ");
+}
 
 /** Thrown inside a batch's transaction to roll it back because some caller gave up. */
 class CallerGone extends Error {}
@@ -109,26 +134,22 @@ export class WriteBatcher {
 
   /** Runs one write, durably, as operation `name`: resolves with its result once it committed. */
   run<T>(name: string, work: (tx: Tx, batch: Batch) => Promise<T>, caller: Caller): Promise<T> {
-    const span = tracer().startSpan(`db ${name}`, {
-      attributes: { "db.system.name": "postgresql", "db.operation.name": name },
-    });
     const timer = this.#metrics?.operationDuration.startTimer({
       db_system_name: "postgresql",
       db_operation_name: name,
     });
     return new Promise<unknown>((resolve, reject) => {
       this.#queue.push({
+        name,
         work,
         caller,
-        span,
+        link: linkToActive(),
         resolve: (value) => {
           timer?.();
-          span.end();
           resolve(value);
         },
         reject: (err) => {
           timer?.();
-          endSpan(span, err);
           reject(err);
         },
       });
@@ -176,19 +197,27 @@ export class WriteBatcher {
    */
   async #commit(batch: Pending[]): Promise<Pending[]> {
     this.#metrics?.batchSize.observe(batch.length);
-    for (const p of batch) p.span.setAttribute("db.operation.batch.size", batch.length);
-    // One transaction for writes of many traces: its span is linked to each of theirs.
-    const batchSpan = tracer().startSpan("db write batch", {
-      root: true,
-      links: batch.map((p) => ({ context: p.span.spanContext() })),
-      attributes: { "db.system.name": "postgresql", "db.operation.batch.size": batch.length },
-    });
+    // One transaction for writes of many traces: one span, linked to each write's request span
+    // (its RPC's), rather than a span per write in each trace.
+    const batchSpan = isExporting()
+      ? startBatchSpan("db write batch", linksOf(batch), {
+          "db.system.name": "postgresql",
+          "db.operation.name": operationsOf(batch),
+          "db.operation.batch.size": batch.length,
+        })
+      : undefined;
     this.#metrics?.connectionsUsed.inc({ state: "used" });
+    let failed: unknown;
     try {
-      return await this.#transaction(batch);
+      const retry = await this.#transaction(batch);
+      if (retry.length > 0) failed = "rolled back: its writes run again one by one";
+      return retry;
+    } catch (err) {
+      failed = err;
+      throw err;
     } finally {
       this.#metrics?.connectionsUsed.dec({ state: "used" });
-      batchSpan.end();
+      if (batchSpan) endSpan(batchSpan, failed);
     }
   }
 

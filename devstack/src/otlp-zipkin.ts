@@ -2,7 +2,8 @@
 // formats, and the OTLP collector module for it is not published to Maven Central, so this
 // receiver reads what the standard OpenTelemetry OTLP/HTTP exporters send (binary protobuf or
 // OTLP/JSON, decoded with the types Buf generates from the vendored opentelemetry-proto) and hands
-// Zipkin v2 spans mapped the way OpenTelemetry's Zipkin exporter specification maps them.
+// Zipkin v2 spans mapped the way OpenTelemetry's Zipkin exporter specification maps them, plus
+// links, which that mapping drops, as tags (otel.link.<i>).
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { promisify } from "node:util";
@@ -98,6 +99,12 @@ function toZipkin(span: Span, resource: Record<string, AttributeValue>, scopeNam
   const spanAttributes = attributes(span.attributes);
   const tags: Record<string, string> = {};
   for (const [key, value] of Object.entries({ ...resourceTags, ...spanAttributes })) tags[key] = tagValue(value);
+  // Zipkin has no links; a span done for many traces at once (a write batch, a Kafka batch) is
+  // found from them through these tags, one per link: otel.link.<i> = "<trace id>-<span id>".
+  span.links.forEach((link, i) => {
+    tags[`otel.link.${i}`] = `${hex(link.traceId)}-${hex(link.spanId)}`;
+  });
+  if (span.droppedLinksCount > 0) tags["otel.dropped_links_count"] = String(span.droppedLinksCount);
   if (scopeName) tags["otel.scope.name"] = scopeName;
   if (scopeVersion) tags["otel.scope.version"] = scopeVersion;
   if (span.status?.code === Status_StatusCode.OK) tags["otel.status_code"] = "OK";

@@ -94,15 +94,17 @@ async function checkParentChild(server: ZipkinServer, exporter: SpanExporter, se
     spanProcessors: [new SimpleSpanProcessor({ exporter })],
   });
   let traceId: string;
+  let otherIds: { traceId: string; spanId: string };
   try {
     const tracer = provider.getTracer("devstack-test", "1.0.0");
     const parent = tracer.startSpan("GET /api/products", {
       kind: SpanKind.SERVER,
       attributes: { "http.request.method": "GET", "http.response.status_code": 200 },
     });
-    // A link is a field the receiver does not read: it must step over it whole.
-    const other = tracer.startSpan("unrelated");
+    // A link (to a span of another trace) becomes a tag, since Zipkin has no links.
+    const other = tracer.startSpan("unrelated", { root: true });
     other.end();
+    otherIds = other.spanContext();
     const child = tracer.startSpan(
       "db.query",
       {
@@ -144,6 +146,9 @@ async function checkParentChild(server: ZipkinServer, exporter: SpanExporter, se
   assert.equal(childSpan.tags?.["db.cached"], "false");
   assert.equal(childSpan.tags?.["otel.status_code"], "ERROR");
   assert.equal(childSpan.tags?.error, "slow query");
+  assert.notEqual(otherIds.traceId, traceId);
+  assert.equal(childSpan.tags?.["otel.link.0"], `${otherIds.traceId}-${otherIds.spanId}`);
+  assert.equal(parentSpan.tags?.["otel.link.0"], undefined);
   assert.deepEqual(
     childSpan.annotations?.map((a) => a.value),
     ['"cache miss":{"key":"products:all"}'],

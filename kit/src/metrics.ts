@@ -5,6 +5,7 @@ import {
   contextFromHeaders,
   endSpan,
   injectHeaders,
+  isExporting,
   SpanKind,
   trace,
   context as traceContext,
@@ -117,28 +118,36 @@ const errorCode = (err: unknown) =>
 
 /**
  * Every RPC served: a server span (its parent the caller's traceparent, so one request is one
- * trace across the services), its duration and the RPCs in flight.
+ * trace across the services), its duration and the RPCs in flight. When spans are not exported,
+ * only the caller's context is carried on (for log lines and onward calls): no span is made.
  */
 export function observeServer(metrics: ServiceMetrics): Interceptor {
   return (next) => async (req) => {
     const labels = { rpc_service: req.service.typeName, rpc_method: req.method.name };
-    const parent = contextFromHeaders(req.header);
-    const span = tracer().startSpan(
-      `${req.service.typeName}/${req.method.name}`,
-      {
-        kind: SpanKind.SERVER,
-        attributes: { "rpc.system": "connect_rpc", "rpc.service": labels.rpc_service, "rpc.method": labels.rpc_method },
-      },
-      parent,
-    );
+    const parent = req.header.has("traceparent") ? contextFromHeaders(req.header) : undefined;
+    const span = isExporting()
+      ? tracer().startSpan(
+          `${req.service.typeName}/${req.method.name}`,
+          {
+            kind: SpanKind.SERVER,
+            attributes: {
+              "rpc.system": "connect_rpc",
+              "rpc.service": labels.rpc_service,
+              "rpc.method": labels.rpc_method,
+            },
+          },
+          parent,
+        )
+      : undefined;
+    const active = span ? trace.setSpan(parent ?? traceContext.active(), span) : parent;
     const started = performance.now();
     metrics.rpcActive.inc(labels);
     let code = "";
     try {
-      return await traceContext.with(trace.setSpan(parent, span), () => next(req));
+      return await (active ? traceContext.with(active, () => next(req)) : next(req));
     } catch (err) {
       code = errorCode(err);
-      span.setAttribute("rpc.connect_rpc.error_code", code);
+      span?.setAttribute("rpc.connect_rpc.error_code", code);
       throw err;
     } finally {
       metrics.rpcActive.dec(labels);
@@ -146,14 +155,21 @@ export function observeServer(metrics: ServiceMetrics): Interceptor {
         { ...labels, rpc_system: "connect_rpc", rpc_connect_rpc_error_code: code },
         (performance.now() - started) / 1000,
       );
-      endSpan(span, code === "" ? undefined : code);
+      if (span) endSpan(span, code === "" ? undefined : code);
     }
   };
 }
 
-/** Every RPC made: a client span, and the traceparent that makes the callee's span its child. */
+/**
+ * Every RPC made: a client span, and the traceparent that makes the callee's span its child.
+ * When spans are not exported, the active context's traceparent (if any) is passed on as it is.
+ */
 export function traceClient(): Interceptor {
   return (next) => async (req) => {
+    if (!isExporting()) {
+      injectHeaders(req.header);
+      return next(req);
+    }
     const span = tracer().startSpan(`${req.service.typeName}/${req.method.name}`, {
       kind: SpanKind.CLIENT,
       attributes: { "rpc.system": "connect_rpc", "rpc.service": req.service.typeName, "rpc.method": req.method.name },

@@ -1,6 +1,7 @@
 import {
   type Context,
   context,
+  INVALID_SPAN_CONTEXT,
   type Link,
   propagation,
   type Span,
@@ -47,7 +48,18 @@ function setting(env: NodeJS.ProcessEnv, name: (typeof TRACING_ENV)[number]): st
   return env[name]?.trim() || undefined;
 }
 
+/**
+ * Spans go out in OTLP requests of up to EXPORT_BATCH_SPANS, at least every EXPORT_DELAY_MS: a
+ * request costs the same fixed HTTP work whatever it carries. Up to EXPORT_QUEUE_SPANS wait while
+ * one is being sent (a few seconds of a busy service); beyond that new spans are dropped, never
+ * the service slowed down.
+ */
+const EXPORT_DELAY_MS = 1000;
+const EXPORT_BATCH_SPANS = 2048;
+const EXPORT_QUEUE_SPANS = 8192;
+
 let provider: TracerProvider | undefined;
+let cachedTracer: Tracer | undefined;
 let started = false;
 
 export interface TracingSetup {
@@ -104,11 +116,14 @@ export async function startTracing(serviceName: string, env: NodeJS.ProcessEnv =
         spanProcessors: [
           new sdk.BatchSpanProcessor({
             exporter: new OTLPTraceExporter({ url: endpoint }),
-            scheduledDelayMillis: 1000,
+            scheduledDelayMillis: EXPORT_DELAY_MS,
+            maxExportBatchSize: EXPORT_BATCH_SPANS,
+            maxQueueSize: EXPORT_QUEUE_SPANS,
           }),
         ],
       });
       trace.setGlobalTracerProvider(provider);
+      cachedTracer = undefined;
     }
   }
   return {
@@ -125,7 +140,8 @@ export function isExporting(): boolean {
 }
 
 export function tracer(): Tracer {
-  return trace.getTracer("merch-store");
+  cachedTracer ??= trace.getTracer("merch-store");
+  return cachedTracer;
 }
 
 const headerGetter: TextMapGetter<Headers> = {
@@ -150,11 +166,45 @@ export function activeIds(from: Context = context.active()): { traceId: string; 
   return { traceId: span.traceId, spanId: span.spanId };
 }
 
-/** A context whose parent is a span known only by its ids (a log event's, say). */
-export function contextOfIds(traceId: string, spanId: string): Context | undefined {
-  if (!/^[0-9a-f]{32}$/.test(traceId) || !/^[0-9a-f]{16}$/.test(spanId)) return undefined;
-  return trace.setSpanContext(context.active(), { traceId, spanId, traceFlags: TraceFlags.SAMPLED, isRemote: true });
+/**
+ * A link to the active span, for a span of work done for many traces at once (a write batch, a
+ * Kafka batch) that is linked to each of them instead of parented by one; undefined when spans
+ * are not exported or there is no recorded span to link to.
+ */
+export function linkToActive(from: Context = context.active()): Link | undefined {
+  if (provider === undefined) return undefined;
+  const span = trace.getSpanContext(from);
+  return span && (span.traceFlags & TraceFlags.SAMPLED) !== 0 ? { context: span } : undefined;
 }
+
+/** A link to a span known only by its ids (a log event's, say); undefined if they are not ids. */
+export function linkToIds(traceId: string, spanId: string): Link | undefined {
+  if (provider === undefined || !/^[0-9a-f]{32}$/.test(traceId) || !/^[0-9a-f]{16}$/.test(spanId)) return undefined;
+  return { context: { traceId, spanId, traceFlags: TraceFlags.SAMPLED, isRemote: true } };
+}
+
+/**
+ * The span of work done at once for many traces: a root of its own trace, linked to the span of
+ * each request it serves (at most MAX_LINKS; the count says how many there were). Undefined when
+ * spans are not exported, so the caller does no work for it.
+ */
+export function startBatchSpan(
+  name: string,
+  links: readonly Link[],
+  attributes: Record<string, string | number | boolean>,
+  kind: SpanKind = SpanKind.INTERNAL,
+): Span | undefined {
+  if (provider === undefined) return undefined;
+  return tracer().startSpan(name, {
+    root: true,
+    kind,
+    links: links.length > MAX_LINKS ? links.slice(0, MAX_LINKS) : (links as Link[]),
+    attributes,
+  });
+}
+
+/** Links a batch span keeps (the SDK's default limit); beyond them, only the batch size tells. */
+export const MAX_LINKS = 128;
 
 /** Ends a span with an error status when the work failed. */
 export function endSpan(span: Span, err?: unknown): void {
@@ -164,13 +214,17 @@ export function endSpan(span: Span, err?: unknown): void {
   span.end();
 }
 
-/** Runs work in a child span of the active context. */
+const NOT_RECORDED = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
+
+/** Runs work in a child span of the active context (just runs it when spans are not exported). */
 export async function inSpan<T>(
   name: string,
   attributes: Record<string, string | number | boolean>,
   work: (span: Span) => Promise<T>,
   kind: SpanKind = SpanKind.INTERNAL,
 ): Promise<T> {
+  // Not exported: no span, no context to switch to; the caller's context stays the active one.
+  if (provider === undefined) return work(NOT_RECORDED);
   return tracer().startActiveSpan(name, { kind, attributes }, async (span) => {
     try {
       const result = await work(span);

@@ -1,6 +1,6 @@
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { type LogEvent, LogLevel } from "@merch/gen/merch/log/v1/log_pb";
-import { type FieldViolation, isSecretName, type LevelName, type LogRecord } from "@merch/kit";
+import { type FieldViolation, isSecretName, type LevelName, type Link, type LogRecord } from "@merch/kit";
 
 /** A record ready for a sink: the Kafka key and the JSON text. */
 export interface OutRecord {
@@ -8,6 +8,11 @@ export interface OutRecord {
   value: string;
   /** UTF-8 length of value. */
   bytes: number;
+  /**
+   * The span of the request the event came from, which the span publishing its batch links to
+   * (only while spans are exported; never stored).
+   */
+  link?: Link;
 }
 
 const LEVELS: ReadonlyMap<number, LevelName> = new Map([

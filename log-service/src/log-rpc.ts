@@ -8,17 +8,13 @@ import type {
   StreamLogsResponseSchema,
 } from "@merch/gen/merch/log/v1/log_pb";
 import {
-  contextOfIds,
   ErrorReason,
-  endSpan,
   type FieldViolation,
   invalidArgument,
   isExporting,
+  linkToIds,
   raceAbort,
   rpcError,
-  type Span,
-  SpanKind,
-  tracer,
 } from "@merch/kit";
 import type { Cursor } from "./batch-queue.ts";
 import type { Counters } from "./counters.ts";
@@ -112,10 +108,13 @@ export function logRpc(sink: Sink, counters: Counters): ServiceImpl<typeof LogSe
       const receivedAt = new Date();
       const records: OutRecord[] = [];
       const violations: FieldViolation[] = [];
+      const tracing = isExporting();
       req.events.forEach((event, i) => {
         const encoded = encodeEvent(event, `events[${i}]`, receivedAt);
-        if (encoded.ok) records.push(encoded.record);
-        else violations.push(...encoded.violations);
+        if (encoded.ok) {
+          if (tracing) linkToEvent(encoded.record, event);
+          records.push(encoded.record);
+        } else violations.push(...encoded.violations);
       });
       if (violations.length > 0) {
         counters.rejected += req.events.length;
@@ -140,14 +139,11 @@ function admit(req: StreamLogsRequest, sink: Sink, cursor: Cursor): InFlight {
   const records: OutRecord[] = [];
   let bytes = 0;
   const tracing = isExporting();
-  // Traced events' publish spans, by the index of their record.
-  const spans: [number, Span][] = [];
   for (const event of req.events) {
     const encoded = encodeEvent(event, "", receivedAt);
     if (encoded.ok) {
       entries.push("valid");
-      const span = tracing ? publishSpan(event, receivedAt) : undefined;
-      if (span) spans.push([records.length, span]);
+      if (tracing) linkToEvent(encoded.record, event);
       records.push(encoded.record);
       bytes += encoded.record.bytes;
     } else {
@@ -155,28 +151,20 @@ function admit(req: StreamLogsRequest, sink: Sink, cursor: Cursor): InFlight {
     }
   }
   const item: InFlight = { entries, bytes, durable: sink.submit(records, cursor), settled: false };
-  void item.durable.then((durable) => {
+  void item.durable.then(() => {
     item.settled = true;
-    // Each traced event's publish span ends when its record is durable (Kafka acknowledged it,
-    // or the spool or the file holds it).
-    for (const [i, span] of spans) endSpan(span, i < durable ? undefined : "not stored");
   });
   return item;
 }
 
-/** A traced event's publish span, in the trace of the request that caused it. */
-function publishSpan(event: LogEvent, receivedAt: Date): Span | undefined {
-  const parent = contextOfIds(event.traceId, event.spanId);
-  if (!parent) return undefined;
-  return tracer().startSpan(
-    `log publish ${event.event}`,
-    {
-      kind: SpanKind.PRODUCER,
-      startTime: receivedAt,
-      attributes: { "messaging.system": "kafka", "messaging.operation.type": "send", "log.event.id": event.id },
-    },
-    parent,
-  );
+/**
+ * A traced event's record carries a link to the span of the request that caused it: the span
+ * that publishes its Kafka batch (sink.ts) links to each, one span per batch, not per event.
+ */
+function linkToEvent(record: OutRecord, event: LogEvent): void {
+  if (event.traceId === "") return;
+  const link = linkToIds(event.traceId, event.spanId);
+  if (link) record.link = link;
 }
 
 /** The counts of a stream's prefix: everything up to the first valid event that was not made durable. */

@@ -1,3 +1,4 @@
+import { endSpan, isExporting, type Link, SpanKind, startBatchSpan } from "@merch/kit";
 import { BatchQueue, type Cursor } from "./batch-queue.ts";
 import type { Counters } from "./counters.ts";
 import type { OutRecord } from "./events.ts";
@@ -46,7 +47,7 @@ export class Sink {
       maxBytes: BATCH_MAX_BYTES,
       lingerMs: LINGER_MS,
       counters,
-      flush: (records) => writer.write(records),
+      flush: (records) => (isExporting() ? publishTraced(writer, records) : writer.write(records)),
     });
   }
 
@@ -72,4 +73,28 @@ export class Sink {
     await this.#queue.close();
     await this.#writer.close();
   }
+}
+
+/**
+ * Writes one batch in a span of its own, linked to the span of each traced event's request: one
+ * span per batch however many events it carries (none when it carries no traced event). It ends
+ * when the batch is durable (Kafka acknowledged it, or the spool or the file holds it).
+ */
+async function publishTraced(writer: Writer, records: readonly OutRecord[]): Promise<number> {
+  const links: Link[] = [];
+  for (const r of records) if (r.link) links.push(r.link);
+  if (links.length === 0) return writer.write(records);
+  const span = startBatchSpan(
+    "log publish",
+    links,
+    {
+      ...(writer.status().sink === "kafka" ? { "messaging.system": "kafka" } : {}),
+      "messaging.operation.type": "send",
+      "messaging.batch.message_count": records.length,
+    },
+    SpanKind.PRODUCER,
+  );
+  const durable = await writer.write(records);
+  if (span) endSpan(span, durable < records.length ? `${records.length - durable} not stored` : undefined);
+  return durable;
 }

@@ -11,10 +11,11 @@ import {
   type ZipkinServer,
   type ZipkinSpan,
 } from "@merch/devstack";
-import { type ChannelReader, followLogChannel } from "@merch/testkit";
+import { type ChannelReader, followLogChannel, poll } from "@merch/testkit";
 
 // The store seen from the outside, as an operator sees it: one POST /orders as one trace across
-// the three services in a real trace backend (Zipkin, fed over OTLP/HTTP), the trace id in the
+// the gateway and db-service in a real trace backend (Zipkin, fed over OTLP/HTTP), the batches
+// that wrote it and published its events as spans linked to it, the trace id in the
 // order's Kafka records and in the services' log lines, and every service's metrics valid for
 // promtool and scraped by a real Prometheus.
 
@@ -50,7 +51,29 @@ const metricsUrls = () => ({
   "log-service": store.stack.metricsUrls["log-service"],
 });
 
-test("one POST /orders is one trace: gateway, db-service, its SQL, and log-service's publish, parent to child", async () => {
+/** The spans a span links to, as "<trace id>-<span id>" (the receiver's otel.link.<i> tags). */
+const linksOf = (span: ZipkinSpan): string[] =>
+  Object.entries(span.tags ?? {})
+    .filter(([key]) => /^otel\.link\.\d+$/.test(key))
+    .map(([, value]) => value);
+
+/** Every span named `name` that `service` sent in the last minute (each one a root of its own trace). */
+const spansNamed = async (service: string, name: string): Promise<ZipkinSpan[]> =>
+  (await zipkin.traces({ serviceName: service, spanName: name, limit: 1000, lookback: 60_000 }))
+    .flat()
+    .filter((s) => s.name === name && s.localEndpoint?.serviceName === service);
+
+/** Waits for the spans of `service` named `name` that link to each of `targets`; one per target. */
+const waitForLinks = (service: string, name: string, targets: string[]) =>
+  poll(`${service}'s "${name}" spans linked to ${targets.length} request spans`, 60_000, async () => {
+    const spans = await spansNamed(service, name);
+    const found = targets.map((t) => spans.find((s) => linksOf(s).includes(t)));
+    return found.every((s) => s !== undefined) ? (found as ZipkinSpan[]) : undefined;
+  });
+
+const PLACE_ORDER = "merch.store.v1.orderservice/placeorder";
+
+test("one POST /orders is one trace: the gateway's request, its db-service call, and the batches that link to it", async () => {
   const api = client(store.url);
   const account = { sid: "T1", username: "tracer", email: "tracer@example.com", password: "follow the trace" };
   assert.equal((await api("POST", "/users/register", { body: account })).status, 201);
@@ -66,35 +89,46 @@ test("one POST /orders is one trace: gateway, db-service, its SQL, and log-servi
   const byName = (spans: ZipkinSpan[], name: string) => spans.find((s) => s.name === name);
   const spans = await zipkin.waitForTrace(
     (s) =>
-      byName(s, "post /orders") !== undefined &&
-      byName(s, "db order.place") !== undefined &&
-      byName(s, "log publish order.placed") !== undefined,
+      byName(s, "post /orders") !== undefined && s.some((span) => span.name === PLACE_ORDER && span.kind === "SERVER"),
     60_000,
     { serviceName: "gateway", spanName: "post /orders" },
   );
   const server = byName(spans, "post /orders");
-  const call = byName(spans, "merch.store.v1.orderservice/placeorder");
-  assert.ok(server && call);
-  const served = spans.find((s) => s.name === call.name && s.kind === "SERVER");
-  const called = spans.find((s) => s.name === call.name && s.kind === "CLIENT");
-  const sql = byName(spans, "db order.place");
-  const publish = byName(spans, "log publish order.placed");
-  assert.ok(served && called && sql && publish, JSON.stringify(spans.map((s) => [s.name, s.kind])));
+  const served = spans.find((s) => s.name === PLACE_ORDER && s.kind === "SERVER");
+  const called = spans.find((s) => s.name === PLACE_ORDER && s.kind === "CLIENT");
+  assert.ok(server && served && called, JSON.stringify(spans.map((s) => [s.name, s.kind])));
   // Who is whose child, and who did it.
   assert.equal(server.parentId, undefined, "the gateway's span is the root");
   assert.equal(called.parentId, server.id);
   assert.equal(served.parentId, called.id);
-  assert.equal(sql.parentId, served.id);
-  assert.equal(publish.parentId, server.id);
   assert.equal(server.localEndpoint?.serviceName, "gateway");
   assert.equal(served.localEndpoint?.serviceName, "db-service");
-  assert.equal(sql.localEndpoint?.serviceName, "db-service");
-  assert.equal(publish.localEndpoint?.serviceName, "log-service");
-  assert.equal(publish.kind, "PRODUCER");
   assert.equal(server.tags?.["http.response.status_code"], "201");
 
-  // The order's events on Kafka carry the trace id, so a record leads to its trace.
+  // The write batch that placed the order and the Kafka batch that published its events are
+  // spans of their own, each linked to the requests it served: found from the order's spans.
   const traceId = server.traceId;
+  const [batch] = await waitForLinks("db-service", "db write batch", [`${traceId}-${served.id}`]);
+  assert.ok(batch);
+  assert.equal(batch.parentId, undefined, "a batch is a root, not a child of one of its orders");
+  assert.equal(batch.tags?.["db.operation.name"], "order.place");
+  assert.ok(Number(batch.tags?.["db.operation.batch.size"]) >= 1);
+  const publishes = await poll("log-service's publish span of the order's events", 60_000, async () => {
+    const found = (await spansNamed("log-service", "log publish")).filter((s) =>
+      linksOf(s).some((l) => l.startsWith(`${traceId}-`)),
+    );
+    return found.length > 0 ? found : undefined;
+  });
+  const ids = new Set(spans.map((s) => s.id));
+  for (const publish of publishes) {
+    assert.equal(publish.kind, "PRODUCER");
+    assert.equal(publish.parentId, undefined);
+    for (const link of linksOf(publish).filter((l) => l.startsWith(`${traceId}-`))) {
+      assert.ok(ids.has(link.slice(33)), `the publish span links to ${link}, a span of the order's trace`);
+    }
+  }
+
+  // The order's events on Kafka carry the trace id, so a record leads to its trace.
   const record = await channel.waitFor(
     (r) => r.record.event === "order.placed" && r.record.trace_id === traceId,
     "order.placed with its trace",
@@ -115,6 +149,69 @@ test("one POST /orders is one trace: gateway, db-service, its SQL, and log-servi
       );
   while (!traced() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
   assert.ok(traced(), "db-service's log line of the refused order carries trace_id and span_id");
+});
+
+test("orders placed together make batch spans, not spans per order, in db-service and log-service", async () => {
+  // Tracing stays within its CPU budget by making one span per write batch and one per Kafka
+  // batch, each linked to the orders it carries. A span per write or per event in an order's
+  // trace is the cost coming back.
+  const api = client(store.url);
+  const account = { sid: "T2", username: "batcher", email: "batcher@example.com", password: "orders together" };
+  assert.equal((await api("POST", "/users/register", { body: account })).status, 201);
+  const login = await api<{ token: string }>("POST", "/users/login", {
+    body: { username: account.username, password: account.password },
+  });
+  const count = 16;
+  const placed = await Promise.all(
+    Array.from({ length: count }, () =>
+      api("POST", "/orders", { token: login.body.token, body: { product_id: 3, quantity: 1 } }),
+    ),
+  );
+  assert.deepEqual(
+    placed.map((r) => r.status),
+    placed.map(() => 201),
+  );
+
+  // Each order's trace: the gateway's request, its call, db-service's RPC span, and nothing else.
+  const traces = await poll(`the ${count} orders' traces`, 60_000, async () => {
+    const found = (await zipkin.traces({ serviceName: "gateway", spanName: "post /orders", limit: 1000 })).filter(
+      (t) =>
+        t.some((s) => s.name === "post /orders" && s.parentId === undefined) &&
+        t.some((s) => s.name === PLACE_ORDER && s.kind === "SERVER"),
+    );
+    // The first test's two orders are there too.
+    return found.length >= count + 1 ? found : undefined;
+  });
+  // Spans arrive at Zipkin per service: give a straggler a moment, then read the traces again.
+  await new Promise((r) => setTimeout(r, 2000));
+  const served: string[] = [];
+  for (const t of traces) {
+    const spans = (await zipkin.trace(t[0]?.traceId ?? "")) ?? [];
+    const names = spans.map((s) => `${s.localEndpoint?.serviceName} ${s.kind ?? "INTERNAL"} ${s.name}`).sort();
+    assert.deepEqual(
+      names,
+      [`db-service SERVER ${PLACE_ORDER}`, `gateway CLIENT ${PLACE_ORDER}`, "gateway SERVER post /orders"],
+      "an order's trace holds its request and its db-service call only: no span per write or per log event",
+    );
+    const rpc = spans.find((s) => s.kind === "SERVER" && s.name === PLACE_ORDER);
+    if (rpc) served.push(`${rpc.traceId}-${rpc.id}`);
+  }
+
+  // Every order is linked from exactly one write batch, and the batches are fewer spans than orders
+  // whenever orders shared one.
+  const batches = await waitForLinks("db-service", "db write batch", served);
+  const distinct = new Set(batches.map((b) => b.id));
+  const sizes = [...distinct].map((id) => Number(batches.find((b) => b.id === id)?.tags?.["db.operation.batch.size"]));
+  assert.equal(
+    sizes.reduce((a, b) => a + b, 0) >= served.length,
+    true,
+    `batch sizes ${sizes} cover the ${served.length} orders`,
+  );
+  for (const b of distinct) {
+    const span = batches.find((s) => s.id === b) as ZipkinSpan;
+    assert.equal(linksOf(span).length, Number(span.tags?.["db.operation.batch.size"]), "one link per write");
+  }
+  if (sizes.some((n) => n > 1)) assert.ok(distinct.size < served.length);
 });
 
 test("/metrics is served on each service's metrics port (loopback) only, never on its public or RPC port", async () => {

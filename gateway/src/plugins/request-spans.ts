@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders } from "node:http";
-import { context, endSpan, propagation, type Span, SpanKind, trace, tracer } from "@merch/kit";
+import { context, endSpan, isExporting, propagation, type Span, SpanKind, trace, tracer } from "@merch/kit";
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from "fastify";
 import fp from "fastify-plugin";
 import type { GatewayMetrics } from "../observe.ts";
@@ -23,6 +23,12 @@ const headerGetter = {
   keys: (carrier: IncomingHttpHeaders) => Object.keys(carrier),
 };
 
+/** The path of a request target, without its query. */
+function pathOf(url: string): string {
+  const query = url.indexOf("?");
+  return query === -1 ? url : url.slice(0, query);
+}
+
 /**
  * A server span and the HTTP metrics for every request, REST and ShopService alike. The span is
  * the active context for everything the request does (its calls to db-service carry it on), so
@@ -31,12 +37,19 @@ const headerGetter = {
 const plugin: FastifyPluginAsync<RequestSpansOptions> = async (app, { metrics }) => {
   app.addHook("onRequest", (req: FastifyRequest, _reply: FastifyReply, done: () => void) => {
     metrics.httpActive.inc();
-    const parent = propagation.extract(context.active(), req.headers, headerGetter);
+    const traced = req.headers.traceparent !== undefined;
+    if (!isExporting()) {
+      // No span to make: only a caller's trace context is carried on, to db-service and the logs.
+      if (traced) context.with(propagation.extract(context.active(), req.headers, headerGetter), done);
+      else done();
+      return;
+    }
+    const parent = traced ? propagation.extract(context.active(), req.headers, headerGetter) : context.active();
     const span = tracer().startSpan(
       `${req.method} ${req.routeOptions.url ?? "unknown route"}`,
       {
         kind: SpanKind.SERVER,
-        attributes: { "http.request.method": req.method, "url.path": req.url.split("?")[0] ?? "/" },
+        attributes: { "http.request.method": req.method, "url.path": pathOf(req.url) },
       },
       parent,
     );

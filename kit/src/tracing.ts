@@ -183,10 +183,13 @@ export function linkToIds(traceId: string, spanId: string): Link | undefined {
   return { context: { traceId, spanId, traceFlags: TraceFlags.SAMPLED, isRemote: true } };
 }
 
+/** Links a batch span keeps (the SDK's default limit); beyond them, only the batch size tells. */
+const MAX_LINKS = 128;
+
 /**
- * The span of work done at once for many traces: a root of its own trace, linked to the span of
- * each request it serves (at most MAX_LINKS; the count says how many there were). Undefined when
- * spans are not exported, so the caller does no work for it.
+ * The span of work done at once for many traces: a root of its own trace, linked once to the span
+ * of each request it serves (at most MAX_LINKS of them). Undefined when spans are not exported,
+ * so the caller does no work for it.
  */
 export function startBatchSpan(
   name: string,
@@ -195,16 +198,18 @@ export function startBatchSpan(
   kind: SpanKind = SpanKind.INTERNAL,
 ): Span | undefined {
   if (provider === undefined) return undefined;
-  return tracer().startSpan(name, {
-    root: true,
-    kind,
-    links: links.length > MAX_LINKS ? links.slice(0, MAX_LINKS) : (links as Link[]),
-    attributes,
-  });
+  // Several writes or events of one request link to its span once.
+  const seen = new Set<string>();
+  const distinct: Link[] = [];
+  for (const link of links) {
+    const id = link.context.spanId;
+    if (seen.has(id)) continue;
+    seen.add(id);
+    distinct.push(link);
+    if (distinct.length === MAX_LINKS) break;
+  }
+  return tracer().startSpan(name, { root: true, kind, links: distinct, attributes });
 }
-
-/** Links a batch span keeps (the SDK's default limit); beyond them, only the batch size tells. */
-export const MAX_LINKS = 128;
 
 /** Ends a span with an error status when the work failed. */
 export function endSpan(span: Span, err?: unknown): void {

@@ -2,9 +2,12 @@
 // owns it; kit/src/healthcheck.ts is not here, it is a script Docker's HEALTHCHECK runs by path.
 export { ConfigError, type Env, EnvReader, readConfig } from "./config.ts";
 export {
+  type CarriedRefusal,
+  carryRefusal,
   type FieldViolation,
   invalidArgument,
   reasonOf,
+  refusalError,
   retryAfterOf,
   rpcError,
   storeValidator,

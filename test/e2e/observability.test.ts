@@ -173,7 +173,7 @@ test("every service's metrics pass promtool, and a real Prometheus scrapes all t
   });
   const series = {
     gateway: 'http_server_request_duration_seconds_count{job="gateway",http_route="/orders"}',
-    "db-service": 'rpc_server_duration_seconds_count{job="db-service",rpc_method="PlaceOrder"}',
+    "db-service": 'rpc_server_duration_seconds_count{job="db-service",rpc_method="PlaceOrders"}',
     "log-service": 'log_events_accepted_total{job="log-service"}',
   };
   for (const [job, promql] of Object.entries(series)) {

@@ -7,7 +7,7 @@ import {
   type PlaceOrderResponseSchema,
 } from "@merch/gen/merch/store/v1/order_pb";
 import type { Session } from "@merch/gen/merch/store/v1/session_pb";
-import { carryRefusal, ErrorReason, invalidArgument, rpcError } from "@merch/kit";
+import { carryRefusal, ErrorReason, invalidArgument, type Logger, logFailure, rpcError } from "@merch/kit";
 import { and, desc, eq, inArray, lt, or, sql } from "drizzle-orm";
 import { orderToProto, productToProto } from "./convert.ts";
 import { constraintOf, type Database, type Db, sqlState, toConnectError } from "./db.ts";
@@ -18,6 +18,7 @@ import { requireSession, requireStaff, sessionEnded, sessionOpen, staffSessionOp
 import type { Caller, Tx, WriteBatcher } from "./write-batcher.ts";
 
 const DEFAULT_PAGE_SIZE = 20;
+const PLACE_ORDERS = "/merch.store.v1.OrderService/PlaceOrders";
 const MAX_ID = 2_147_483_647;
 
 const orderNotFound = (id: number) => rpcError(ErrorReason.ORDER_NOT_FOUND, `order ${id} does not exist`);
@@ -88,7 +89,11 @@ function replayOf(prior: OrderRow, productId: number, quantity: number) {
   return { order: orderToProto(prior), replayed: true };
 }
 
-export function orderService(database: Database, writer: WriteBatcher): ServiceImpl<typeof OrderService> {
+export function orderService(
+  database: Database,
+  writer: WriteBatcher,
+  logger: Logger,
+): ServiceImpl<typeof OrderService> {
   /** A placed order repeated with its key, or a key used for another request. */
   async function replay(userId: number, key: string, productId: number, quantity: number) {
     const [prior] = await database.run("order.replay", (db) => priorOrder(db, userId, key));
@@ -165,7 +170,11 @@ export function orderService(database: Database, writer: WriteBatcher): ServiceI
         req.orders.map((order) =>
           place(order, caller).then(
             (placed) => ({ result: { case: "placed" as const, value: placed } }),
-            (err: unknown) => ({ result: { case: "refused" as const, value: carryRefusal(toConnectError(err)) } }),
+            (err: unknown) => {
+              const refusal = toConnectError(err);
+              logFailure(logger, PLACE_ORDERS, refusal);
+              return { result: { case: "refused" as const, value: carryRefusal(refusal) } };
+            },
           ),
         ),
       );

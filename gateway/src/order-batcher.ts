@@ -126,7 +126,7 @@ export class OrderBatcher {
     for (const w of batch) if (w.span) links.push({ context: w.span.spanContext() });
     const span =
       links.length > 0
-        ? tracer().startSpan("gateway order batch", { links, attributes: { "merch.orders": batch.length } })
+        ? tracer().startSpan("gateway order batch", { root: true, links, attributes: { "merch.orders": batch.length } })
         : undefined;
     if (span) for (const w of batch) w.span?.addLink({ context: span.spanContext() });
     const base = trace.deleteSpan(context.active());

@@ -33,7 +33,7 @@ export {
   reasonName,
 } from "./reasons.ts";
 export { isSecretName, SECRET_NAME_PARTS } from "./secret-names.ts";
-export { startRpcServer } from "./serve.ts";
+export { logFailure, startRpcServer } from "./serve.ts";
 export {
   CREDENTIAL_HEADER,
   readServiceCredential,

@@ -3,7 +3,7 @@
 // receiver reads what the standard OpenTelemetry OTLP/HTTP exporters send (binary protobuf or
 // OTLP/JSON, decoded with the types Buf generates from the vendored opentelemetry-proto) and hands
 // Zipkin v2 spans mapped the way OpenTelemetry's Zipkin exporter specification maps them, plus
-// links, which that mapping drops, as tags (otel.link.<i>).
+// links, which that mapping drops, as a tag (otel.links).
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { promisify } from "node:util";
@@ -99,18 +99,17 @@ function toZipkin(span: Span, resource: Record<string, AttributeValue>, scopeNam
   const spanAttributes = attributes(span.attributes);
   const tags: Record<string, string> = {};
   for (const [key, value] of Object.entries({ ...resourceTags, ...spanAttributes })) tags[key] = tagValue(value);
-  // Zipkin has no links; a span done for many traces at once (a write batch, a Kafka batch) is
-  // found from them through these tags, one per link: otel.link.<i> = "<trace id>-<span id>".
-  span.links.forEach((link, i) => {
-    tags[`otel.link.${i}`] = `${hex(link.traceId)}-${hex(link.spanId)}`;
-  });
-  if (span.droppedLinksCount > 0) tags["otel.dropped_links_count"] = String(span.droppedLinksCount);
   if (scopeName) tags["otel.scope.name"] = scopeName;
   if (scopeVersion) tags["otel.scope.version"] = scopeVersion;
   if (span.status?.code === Status_StatusCode.OK) tags["otel.status_code"] = "OK";
   if (span.status?.code === Status_StatusCode.ERROR) {
     tags["otel.status_code"] = "ERROR";
     tags.error = span.status.message;
+  }
+  // Zipkin has no links: they travel as a tag, "traceId/spanId" each, so a batch's span still
+  // leads to the requests it served and back.
+  if (span.links.length > 0) {
+    tags["otel.links"] = span.links.map((l) => `${hex(l.traceId)}/${hex(l.spanId)}`).join(",");
   }
 
   const zipkin: ZipkinSpan = {

@@ -147,8 +147,8 @@ async function checkParentChild(server: ZipkinServer, exporter: SpanExporter, se
   assert.equal(childSpan.tags?.["otel.status_code"], "ERROR");
   assert.equal(childSpan.tags?.error, "slow query");
   assert.notEqual(otherIds.traceId, traceId);
-  assert.equal(childSpan.tags?.["otel.link.0"], `${otherIds.traceId}-${otherIds.spanId}`);
-  assert.equal(parentSpan.tags?.["otel.link.0"], undefined);
+  assert.equal(childSpan.tags?.["otel.links"], `${otherIds.traceId}/${otherIds.spanId}`);
+  assert.equal(parentSpan.tags?.["otel.links"], undefined);
   assert.deepEqual(
     childSpan.annotations?.map((a) => a.value),
     ['"cache miss":{"key":"products:all"}'],

@@ -35,6 +35,8 @@ function pathOf(url: string): string {
  * one request is one trace.
  */
 const plugin: FastifyPluginAsync<RequestSpansOptions> = async (app, { metrics }) => {
+  // Declared up front, so that every request object keeps one shape whether it gets a span or not.
+  app.decorateRequest("span", undefined);
   app.addHook("onRequest", (req: FastifyRequest, _reply: FastifyReply, done: () => void) => {
     metrics.httpActive.inc();
     const traced = req.headers.traceparent !== undefined;

@@ -50,13 +50,13 @@ function setting(env: NodeJS.ProcessEnv, name: (typeof TRACING_ENV)[number]): st
 
 /**
  * Spans go out in OTLP requests of up to EXPORT_BATCH_SPANS, at least every EXPORT_DELAY_MS: a
- * request costs the same fixed HTTP work whatever it carries. Up to EXPORT_QUEUE_SPANS wait while
- * one is being sent (a few seconds of a busy service); beyond that new spans are dropped, never
- * the service slowed down.
+ * request costs the same fixed HTTP work whatever it carries. Up to EXPORT_QUEUE_SPANS wait
+ * (the SDK's default, which bounds the heap they take when the collector is away); beyond that
+ * new spans are dropped, never the service slowed down.
  */
 const EXPORT_DELAY_MS = 1000;
-const EXPORT_BATCH_SPANS = 2048;
-const EXPORT_QUEUE_SPANS = 8192;
+const EXPORT_BATCH_SPANS = 1024;
+const EXPORT_QUEUE_SPANS = 2048;
 
 let provider: TracerProvider | undefined;
 let cachedTracer: Tracer | undefined;

@@ -213,10 +213,14 @@ test("orders placed together make batch spans, not spans per order, in the gatew
     if (served) calls.push(`${served.traceId}/${served.id}`);
   }
 
-  // Each call is linked from exactly one write batch; a Kafka batch publishes many events at once.
+  // Each call is linked from the write batches that wrote its orders: fewer spans than orders.
   await waitForLinks("db-service", "db write batch", calls);
-  const writes = await spansNamed("db-service", "db write batch");
-  for (const call of calls) assert.equal(writes.filter((w) => linksOf(w).includes(call)).length, 1, call);
+  const writes = (await spansNamed("db-service", "db write batch")).filter((w) =>
+    linksOf(w).some((l) => calls.includes(l)),
+  );
+  const written = writes.reduce((n, w) => n + Number(w.tags?.["db.operation.batch.size"]), 0);
+  assert.ok(written >= count, `the write batches linked to the calls wrote ${written} orders`);
+  assert.ok(writes.length < count, `${writes.length} write batch spans for ${count} orders`);
   const publishes = await waitForLinks("log-service", "log publish", ids);
   for (const p of new Set(publishes)) {
     assert.ok(linksOf(p).length <= Number(p.tags?.["messaging.batch.message_count"]), JSON.stringify(p.tags));

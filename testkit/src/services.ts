@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
+import { buildServiceJs, JS_HOOKS } from "@merch/kit/js-build";
 import { prettyFactory } from "pino-pretty";
 import { REPO_ROOT } from "./paths.ts";
 
@@ -74,7 +75,10 @@ export function runService(
   let child: ChildProcess;
   let exit: Promise<number | string>;
   const start = () => {
-    const args = [...SERVICE_NODE_FLAGS[name], join(REPO_ROOT, ENTRY[name])];
+    // The service runs the JavaScript of its sources, stripped here when they changed, not the
+    // sources themselves: Node's type stripper would stay resident in it (kit/src/js-build.ts).
+    buildServiceJs(REPO_ROOT);
+    const args = [...SERVICE_NODE_FLAGS[name], "--import", JS_HOOKS, join(REPO_ROOT, ENTRY[name])];
     child = spawn(process.execPath, args, {
       cwd: REPO_ROOT,
       // A free metrics port unless one is named: services started side by side never collide.

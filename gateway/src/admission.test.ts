@@ -5,8 +5,8 @@ import { test } from "node:test";
 import { admitAtMost } from "./admission.ts";
 
 // A real http server on loopback with real sockets: with a limit of 4, ten clients that each send
-// a request at once have 4 read while those are being answered,
-// the rest once half the limit has been answered; every client gets its answer, in full.
+// a request at once have 4 read while those are being answered, and one more each time one is
+// answered; every client gets its answer, in full.
 
 /** Resolves with the whole response once `Content-Length` bytes of body have arrived. */
 function ask(socket: Socket, path: string): Promise<string> {
@@ -27,7 +27,7 @@ function ask(socket: Socket, path: string): Promise<string> {
   });
 }
 
-test("past the limit, idle connections wait unread until half the limit is answered", async (t) => {
+test("at the limit, idle connections wait unread, and each answer lets the next one in", async (t) => {
   const held: { path: string; res: ServerResponse }[] = [];
   let seen = 0;
   const server = createServer((req, res) => {
@@ -64,28 +64,27 @@ test("past the limit, idle connections wait unread until half the limit is answe
   // The other six have sent theirs: they stay unread while four are being answered.
   await new Promise((r) => setTimeout(r, 200));
   assert.equal(seen, 4);
-  assert.equal(admission.paused(), true);
+  assert.equal(admission.waiting(), 6);
 
   const answer = (n: number) => {
     for (const { path, res } of held.splice(0, n)) res.end(`answer to ${path}`);
   };
-  answer(1);
-  await new Promise((r) => setTimeout(r, 200));
-  assert.equal(seen, 4, "one answered of four: still above half the limit");
-  answer(1);
-  await until("reading again at half the limit", () => seen > 4);
-  // Every request is read and answered in the end.
   const read = () => seen;
-  for (;;) {
-    if (held.length > 0) answer(held.length);
-    if (read() === 10 && held.length === 0) break;
-    await new Promise((r) => setTimeout(r, 10));
+  // Each answer lets one more request in, and only one.
+  for (let n = 5; n <= 10; n++) {
+    answer(1);
+    await until(`request ${n} read`, () => read() === n);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(read(), n);
+    assert.equal(admission.inFlight(), 4);
   }
+  answer(held.length);
   const texts = await Promise.all(answers);
   texts.forEach((text, i) => {
     assert.match(text, /^HTTP\/1\.1 200 OK/);
     assert.ok(text.endsWith(`answer to /${i}`), text);
   });
   await until("nothing in flight", () => admission.inFlight() === 0);
-  assert.equal(admission.paused(), false);
+  // The idle connections are all read again, a free slot each.
+  await until("no connection waiting", () => admission.waiting() === 0);
 });

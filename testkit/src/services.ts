@@ -77,8 +77,14 @@ export function runService(
   const start = () => {
     // The service runs the JavaScript of its sources, stripped here when they changed, not the
     // sources themselves: Node's type stripper would stay resident in it (kit/src/js-build.ts).
-    buildServiceJs(REPO_ROOT);
-    const args = [...SERVICE_NODE_FLAGS[name], "--import", JS_HOOKS, join(REPO_ROOT, ENTRY[name])];
+    // SERVICES_FROM_SOURCES=1 runs the TypeScript itself (to compare, or for a debugger).
+    const fromSources = process.env.SERVICES_FROM_SOURCES === "1";
+    if (!fromSources) buildServiceJs(REPO_ROOT);
+    const args = [
+      ...SERVICE_NODE_FLAGS[name],
+      ...(fromSources ? [] : ["--import", JS_HOOKS]),
+      join(REPO_ROOT, ENTRY[name]),
+    ];
     child = spawn(process.execPath, args, {
       cwd: REPO_ROOT,
       // A free metrics port unless one is named: services started side by side never collide.

@@ -85,7 +85,7 @@ COPY gateway/storefront/index.html gateway/storefront/shop.css gateway/storefron
 COPY gateway/storefront/dist gateway/storefront/dist
 RUN node kit/src/js-build.ts
 USER node
-ENV PORT=8080 NODE_OPTIONS="--max-semi-space-size=2 --max-old-space-size=64"
+ENV PORT=8080 NODE_OPTIONS="--max-semi-space-size=2 --max-old-space-size=128"
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=30s --start-period=30s --retries=3 \
   CMD ["node", "/app/kit/src/healthcheck.ts", "/healthz"]

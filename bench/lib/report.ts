@@ -234,6 +234,56 @@ export function checks(r: Report): Check[] {
       c.pending = "not measurable yet: no spans exported";
     }
   }
+  out.push(...orderTargets(r));
+  return out;
+}
+
+/** Issue 18's targets for the order path. */
+function orderTargets(r: Report): Check[] {
+  const out: Check[] = [];
+  const add = (target: string, value: number, met: (v: number) => boolean, shown: string, ...ids: string[]) =>
+    out.push({ target, value: shown, met: Number.isFinite(value) ? met(value) : undefined, reproduce: cmd(...ids) });
+  const many = byId(r, "orders");
+  const one = byId(r, "orders-1user");
+  const rps = (m: Measured | undefined) => m?.rps ?? Number.NaN;
+  const ms = (m: Measured | undefined, p?: string) => (p === undefined ? m?.storeMs : m?.cpuMs[p]) ?? Number.NaN;
+  add("18 `POST /orders` ≥ 1,500 orders/s, 64 shoppers", rps(many), (v) => v >= 1500, `${f0(rps(many))}/s`, "orders");
+  add(
+    "18 `POST /orders` ≥ 1,200 orders/s from one account",
+    rps(one),
+    (v) => v >= 1200,
+    `${f0(rps(one))}/s`,
+    "orders-1user",
+  );
+  add("18 … CPU per order ≤ 1.0 ms, all store processes", ms(many), (v) => v <= 1.0, `${f3(ms(many))} ms`, "orders");
+  add("18 … ≤ 1.2 ms from one account", ms(one), (v) => v <= 1.2, `${f3(ms(one))} ms`, "orders-1user");
+  const gw = Math.max(ms(many, "gateway"), ms(one, "gateway"));
+  add(
+    "18 … of which gateway ≤ 0.3 ms",
+    gw,
+    (v) => v <= 0.3,
+    `${f3(gw)} ms (worse of the two)`,
+    "orders",
+    "orders-1user",
+  );
+  const db = Math.max(ms(many, "db-service"), ms(one, "db-service"));
+  add(
+    "18 … of which db-service ≤ 0.2 ms",
+    db,
+    (v) => v <= 0.2,
+    `${f3(db)} ms (worse of the two)`,
+    "orders",
+    "orders-1user",
+  );
+  const traced = ms(byId(r, "traced-orders")) / ms(byId(r, "untraced-orders"));
+  add(
+    "18 traced / untraced store CPU per order ≤ 1.10",
+    traced,
+    (v) => v <= 1.1,
+    f3(traced),
+    "untraced-orders",
+    "traced-orders",
+  );
   return out;
 }
 

@@ -55,7 +55,7 @@ export async function startDbService(config: DbServiceConfig, logger: Logger): P
       const writer = new WriteBatcher(database, { metrics });
       router.service(ProductService, productService(database, feed));
       router.service(UserService, userService(database, config.limits, metrics));
-      router.service(OrderService, orderService(database, writer));
+      router.service(OrderService, orderService(database, writer, logger));
       router.service(CatalogueService, catalogueService(database, writer));
     },
     serviceCredential: config.serviceCredential,

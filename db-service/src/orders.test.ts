@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { Code } from "@connectrpc/connect";
 import { OrderStatus } from "@merch/gen/merch/store/v1/order_pb";
+import { reasonName, reasonOf, refusalError } from "@merch/kit";
 import { rejectsFields, rejectsWith } from "@merch/testkit";
 import {
   type DbStack,
@@ -40,6 +41,68 @@ for (const transport of TRANSPORTS) {
       assert.ok(order.createdAt);
       assert.equal(order.cancelledAt, undefined);
       assert.equal(await stockOf(stack.pg.url, productId), 7);
+    });
+
+    test("PlaceOrders answers each order as PlaceOrder would, in request order, from one call", async () => {
+      const me = await newUser(c());
+      const other = await newUser(c());
+      const session = sessionOf(me);
+      const ended = sessionOf(other);
+      await c().users.endSession({ session: ended });
+      const productId = await newProduct(stack.pg.url, 5, "10.00");
+      const first = await c().orders.placeOrder({ session, productId, quantity: 1, idempotencyKey: "k-1" });
+      const { results } = await c().orders.placeOrders({
+        orders: [
+          { session, productId, quantity: 2 },
+          { session, productId, quantity: 1, idempotencyKey: "k-1" },
+          { session, productId, quantity: 3 },
+          { session, productId: 99999, quantity: 1 },
+          { session: ended, productId, quantity: 1 },
+          { session, productId, quantity: 2, idempotencyKey: "k-1" },
+          { session, productId, quantity: 2 },
+        ],
+      });
+      const seen = results.map((r) =>
+        r.result.case === "placed"
+          ? `placed ${r.result.value.order?.quantity}${r.result.value.replayed ? " replayed" : ""}`
+          : r.result.case === "refused"
+            ? (reasonOf(refusalError(r.result.value)) ?? "no reason")
+            : "empty",
+      );
+      assert.deepEqual(
+        seen.map((s) => (typeof s === "number" ? reasonName(s) : s)),
+        [
+          "placed 2",
+          "placed 1 replayed",
+          "insufficient_stock",
+          "product_not_found",
+          "invalid_token",
+          "idempotency_key_reused",
+          "placed 2",
+        ],
+      );
+      const replay = results[1]?.result;
+      assert.equal(replay?.case === "placed" && replay.value.order?.id, first.order?.id);
+      // 5 − 1 (the first order) − 2 − 2: the refused ones took nothing, the replay nothing again.
+      assert.equal(await stockOf(stack.pg.url, productId), 0);
+      const { orders } = await c().orders.listOrders({ session });
+      assert.equal(orders.length, 3);
+    });
+
+    test("PlaceOrders with one invalid order is refused as a whole, naming its field, and places nothing", async () => {
+      const me = await newUser(c());
+      const session = sessionOf(me);
+      const productId = await newProduct(stack.pg.url, 5);
+      await rejectsFields(
+        c().orders.placeOrders({
+          orders: [
+            { session, productId, quantity: 1 },
+            { session, productId, quantity: 0 },
+          ],
+        }),
+        ["orders.quantity"],
+      );
+      assert.equal(await stockOf(stack.pg.url, productId), 5);
     });
 
     test("an unknown product is NOT_FOUND product_not_found and changes nothing", async () => {

@@ -1,10 +1,16 @@
+import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
-import { type OrderService, OrderStatus } from "@merch/gen/merch/store/v1/order_pb";
+import {
+  type OrderService,
+  OrderStatus,
+  type PlaceOrderRequest,
+  type PlaceOrderResponseSchema,
+} from "@merch/gen/merch/store/v1/order_pb";
 import type { Session } from "@merch/gen/merch/store/v1/session_pb";
-import { ErrorReason, invalidArgument, rpcError } from "@merch/kit";
+import { carryRefusal, ErrorReason, invalidArgument, type Logger, logFailure, rpcError } from "@merch/kit";
 import { and, desc, eq, inArray, lt, or, sql } from "drizzle-orm";
 import { orderToProto, productToProto } from "./convert.ts";
-import { constraintOf, type Database, type Db, sqlState } from "./db.ts";
+import { constraintOf, type Database, type Db, sqlState, toConnectError } from "./db.ts";
 import { OrderBatch, type OrderOutcome } from "./order-batch.ts";
 import { productNotFound } from "./products.ts";
 import { type OrderRow, orders, products } from "./schema.ts";
@@ -12,6 +18,7 @@ import { requireSession, requireStaff, sessionEnded, sessionOpen, staffSessionOp
 import type { Caller, Tx, WriteBatcher } from "./write-batcher.ts";
 
 const DEFAULT_PAGE_SIZE = 20;
+const PLACE_ORDERS = "/merch.store.v1.OrderService/PlaceOrders";
 const MAX_ID = 2_147_483_647;
 
 const orderNotFound = (id: number) => rpcError(ErrorReason.ORDER_NOT_FOUND, `order ${id} does not exist`);
@@ -82,7 +89,11 @@ function replayOf(prior: OrderRow, productId: number, quantity: number) {
   return { order: orderToProto(prior), replayed: true };
 }
 
-export function orderService(database: Database, writer: WriteBatcher): ServiceImpl<typeof OrderService> {
+export function orderService(
+  database: Database,
+  writer: WriteBatcher,
+  logger: Logger,
+): ServiceImpl<typeof OrderService> {
   /** A placed order repeated with its key, or a key used for another request. */
   async function replay(userId: number, key: string, productId: number, quantity: number) {
     const [prior] = await database.run("order.replay", (db) => priorOrder(db, userId, key));
@@ -103,54 +114,71 @@ export function orderService(database: Database, writer: WriteBatcher): ServiceI
     throw orderNotFound(orderId);
   }
 
-  return {
-    async placeOrder(req, ctx) {
-      const { session, productId, quantity } = req;
-      const userId = session?.userId ?? 0;
-      // Without a key from the caller the order still gets one, so that a batch run again can
-      // never place it twice.
-      const key = req.idempotencyKey === "" ? `db-service:${crypto.randomUUID()}` : req.idempotencyKey;
-      const request = { session, productId, quantity, key };
-      // The order joins its write batch's orders (order-batch.ts), placed together in one
-      // transaction with a fixed number of statements: the stock taken under the product's row
-      // lock (no oversell under any concurrency), the price read under it, the session checked
-      // and the key claimed by the order row in the same statement, so a repeat finds the order
-      // instead of placing another.
-      for (;;) {
-        let outcome: OrderOutcome;
-        try {
-          outcome = await writer.run(
-            "order.place",
-            (_tx, batch) => batch.joint(OrderBatch).join(request),
-            callerOf(ctx),
-          );
-        } catch (err) {
-          // A concurrent request with the same key committed first: answer as it did.
-          if (sqlState(err) === "23505" && constraintOf(err) === "orders_user_id_idempotency_key_key") {
-            const earlier = await replay(userId, key, productId, quantity);
-            if (earlier) return earlier;
-          }
-          throw err;
+  async function place(
+    req: PlaceOrderRequest,
+    caller: Caller,
+  ): Promise<MessageInitShape<typeof PlaceOrderResponseSchema>> {
+    const { session, productId, quantity } = req;
+    const userId = session?.userId ?? 0;
+    // Without a key from the caller the order still gets one, so that a batch run again can
+    // never place it twice.
+    const key = req.idempotencyKey === "" ? `db-service:${crypto.randomUUID()}` : req.idempotencyKey;
+    const request = { session, productId, quantity, key };
+    // The order joins its write batch's orders (order-batch.ts), placed together in one
+    // transaction with a fixed number of statements: the stock taken under the product's row
+    // lock (no oversell under any concurrency), the price read under it, the session checked
+    // and the key claimed by the order row in the same statement, so a repeat finds the order
+    // instead of placing another.
+    for (;;) {
+      let outcome: OrderOutcome;
+      try {
+        outcome = await writer.run("order.place", (_tx, batch) => batch.joint(OrderBatch).join(request), caller);
+      } catch (err) {
+        // A concurrent request with the same key committed first: answer as it did.
+        if (sqlState(err) === "23505" && constraintOf(err) === "orders_user_id_idempotency_key_key") {
+          const earlier = await replay(userId, key, productId, quantity);
+          if (earlier) return earlier;
         }
-        switch (outcome.kind) {
-          case "placed":
-            return { order: orderToProto(outcome.order), replayed: false, product: productToProto(outcome.product) };
-          case "replay":
-            return replayOf(outcome.order, productId, quantity);
-          case "again":
-            // The same key earlier in the same batch: that one has committed now; ask again.
-            continue;
-          case "session_ended":
-            throw sessionEnded();
-          case "product_not_found":
-            throw productNotFound(productId);
-          case "insufficient_stock":
-            throw rpcError(
-              ErrorReason.INSUFFICIENT_STOCK,
-              `only ${outcome.stock} left in stock, ${quantity} requested`,
-            );
-        }
+        throw err;
       }
+      switch (outcome.kind) {
+        case "placed":
+          return { order: orderToProto(outcome.order), replayed: false, product: productToProto(outcome.product) };
+        case "replay":
+          return replayOf(outcome.order, productId, quantity);
+        case "again":
+          // The same key earlier in the same batch: that one has committed now; ask again.
+          continue;
+        case "session_ended":
+          throw sessionEnded();
+        case "product_not_found":
+          throw productNotFound(productId);
+        case "insufficient_stock":
+          throw rpcError(ErrorReason.INSUFFICIENT_STOCK, `only ${outcome.stock} left in stock, ${quantity} requested`);
+      }
+    }
+  }
+
+  return {
+    placeOrder: (req, ctx) => place(req, callerOf(ctx)),
+
+    async placeOrders(req, ctx) {
+      // Every order joins the write batch in this same tick, so they are placed together; each
+      // gets the answer PlaceOrder would have given it.
+      const caller = callerOf(ctx);
+      const results = await Promise.all(
+        req.orders.map((order) =>
+          place(order, caller).then(
+            (placed) => ({ result: { case: "placed" as const, value: placed } }),
+            (err: unknown) => {
+              const refusal = toConnectError(err);
+              logFailure(logger, PLACE_ORDERS, refusal);
+              return { result: { case: "refused" as const, value: carryRefusal(refusal) } };
+            },
+          ),
+        ),
+      );
+      return { results };
     },
 
     async getOrder(req) {

@@ -105,6 +105,11 @@ function toZipkin(span: Span, resource: Record<string, AttributeValue>, scopeNam
     tags["otel.status_code"] = "ERROR";
     tags.error = span.status.message;
   }
+  // Zipkin has no links: they travel as a tag, "traceId/spanId" each, so a batch's span still
+  // leads to the requests it served and back.
+  if (span.links.length > 0) {
+    tags["otel.links"] = span.links.map((l) => `${hex(l.traceId)}/${hex(l.spanId)}`).join(",");
+  }
 
   const zipkin: ZipkinSpan = {
     traceId: hex(span.traceId),

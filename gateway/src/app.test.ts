@@ -11,7 +11,16 @@ import { type LogEvent, LogService } from "@merch/gen/merch/log/v1/log_pb";
 import { OrderSchema, OrderService, OrderStatus } from "@merch/gen/merch/store/v1/order_pb";
 import { ProductSchema, ProductService } from "@merch/gen/merch/store/v1/product_pb";
 import { UserSchema, UserService } from "@merch/gen/merch/store/v1/user_pb";
-import { ANSWERS, createLogger, type Reason, reasonByName, reasonName, rpcError } from "@merch/kit";
+import {
+  ANSWERS,
+  carryRefusal,
+  createLogger,
+  type Reason,
+  reasonByName,
+  reasonName,
+  reasonOf,
+  rpcError,
+} from "@merch/kit";
 import { buildGateway, type Gateway } from "./app.ts";
 import { loadConfig } from "./config.ts";
 import { problemCodes } from "./spec.ts";
@@ -75,6 +84,21 @@ const orders: Partial<ServiceImpl<typeof OrderService>> = {
       createdAt: timestampNow(),
     });
     return { order, replayed: false, product: { ...hoodie, stock: hoodie.stock - req.quantity } };
+  },
+  // As db-service does: each order answered on its own, a refusal carried in its result; a
+  // failure of the call itself (a lost stream, a refused connection) fails the whole batch.
+  async placeOrders(req, ctx) {
+    if (placeOrderFails instanceof ConnectError && reasonOf(placeOrderFails) === undefined) throw placeOrderFails;
+    const place = orders.placeOrder as NonNullable<typeof orders.placeOrder>;
+    const results = await Promise.all(
+      req.orders.map((o) =>
+        Promise.resolve(place(o, ctx)).then(
+          (placed) => ({ result: { case: "placed" as const, value: placed } }),
+          (err: unknown) => ({ result: { case: "refused" as const, value: carryRefusal(ConnectError.from(err)) } }),
+        ),
+      ),
+    );
+    return { results };
   },
 };
 const serving = { check: () => ({ status: HealthCheckResponse_ServingStatus.SERVING }) };

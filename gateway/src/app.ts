@@ -7,6 +7,7 @@ import type { GatewayConfig } from "./config.ts";
 import { EventLog } from "./event-log.ts";
 import { doorLimits } from "./limits.ts";
 import { GatewayMetrics } from "./observe.ts";
+import { OrderBatcher } from "./order-batcher.ts";
 import { apiDocs } from "./plugins/api-docs.ts";
 import { cors } from "./plugins/cors.ts";
 import { earlyRefusals } from "./plugins/early-refusals.ts";
@@ -62,6 +63,7 @@ export async function buildGateway(
     tokens,
     verifier: new TokenVerifier(tokens),
     products,
+    orders: new OrderBatcher(db.orders, { timeoutMs: config.rpcTimeoutMs }),
     // Derived, so that no second secret has to be configured, and never equal to the signing key.
     auditKey: createHash("sha256").update("merch-store login-name audit\u0000").update(config.jwtSecret).digest(),
   });

@@ -57,7 +57,9 @@ function dbTransport(
   interceptors: Interceptor[],
   sessions: GuardedSessionManager,
 ): Transport {
-  const common = { baseUrl, defaultTimeoutMs: timeoutMs, interceptors };
+  // No compression on the loopback or private link to db-service: a batch's answer passed the
+  // 1 KiB threshold, and gzip cost both sides more CPU than the bytes were worth.
+  const common = { baseUrl, defaultTimeoutMs: timeoutMs, interceptors, acceptCompression: [] };
   switch (kind) {
     case "grpc":
       return createGrpcTransport({ ...common, sessionManager: sessions });

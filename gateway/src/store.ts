@@ -7,6 +7,7 @@ import type { User } from "@merch/gen/merch/store/v1/user_pb";
 import { ErrorReason, reasonOf, rpcError } from "@merch/kit";
 import type { DbClients } from "./clients.ts";
 import type { EventInput, EventLog } from "./event-log.ts";
+import type { OrderBatcher } from "./order-batcher.ts";
 import type { ProductCache } from "./product-cache.ts";
 import { publicError } from "./refusals.ts";
 import { issueToken, TOKEN_LIFETIME_S, type TokenSettings, type TokenSubject, type TokenVerifier } from "./tokens.ts";
@@ -43,6 +44,8 @@ export interface StoreDeps {
   tokens: TokenSettings;
   verifier: TokenVerifier;
   products: ProductCache;
+  /** Carries orders to db-service several per call. */
+  orders: OrderBatcher;
   /** Keys the login-name hashes in audit events, so a log reader cannot test guesses offline. */
   auditKey: Uint8Array;
 }
@@ -292,7 +295,7 @@ export class Store {
       auth,
       true,
       () =>
-        this.#d.db.orders.placeOrder({
+        this.#d.orders.place({
           session: this.#session(auth),
           productId: req.productId,
           quantity: req.quantity,

@@ -1,7 +1,7 @@
-import { create, createRegistry } from "@bufbuild/protobuf";
+import { create, createRegistry, toBinary } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { createValidator, type Validator } from "@bufbuild/protovalidate";
-import { ConnectError, type Interceptor } from "@connectrpc/connect";
+import { type Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { createValidateInterceptor } from "@connectrpc/validate";
 import { ViolationsSchema } from "@merch/gen/buf/validate/validate_pb";
 import { BadRequestSchema, ErrorInfoSchema, RetryInfoSchema } from "@merch/gen/google/rpc/error_details_pb";
@@ -111,4 +111,32 @@ export function validation(): Interceptor[] {
     }
   };
   return [ours, createValidateInterceptor({ validator: storeValidator() })];
+}
+
+/** A ConnectError as data, for an answer that carries one refusal per item (PlaceOrders). */
+export interface CarriedRefusal {
+  code: number;
+  message: string;
+  /** Each detail as Connect carries it: the message's full name and its binary encoding. */
+  details: { type: string; value: Uint8Array }[];
+}
+
+/** The refusal a batched answer carries for one item: what the single call would have thrown. */
+export function carryRefusal(err: ConnectError): CarriedRefusal {
+  return {
+    code: err.code,
+    message: err.rawMessage,
+    details: err.details.map((d) =>
+      "desc" in d
+        ? { type: d.desc.typeName, value: toBinary(d.desc, create(d.desc, d.value)) }
+        : { type: d.type, value: d.value },
+    ),
+  };
+}
+
+/** The ConnectError a batched answer carried for one item, as the single call would have thrown it. */
+export function refusalError(refusal: CarriedRefusal): ConnectError {
+  const err = new ConnectError(refusal.message, refusal.code as Code);
+  err.details = refusal.details.map((d) => ({ type: d.type, value: d.value }));
+  return err;
 }

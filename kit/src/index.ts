@@ -2,9 +2,12 @@
 // owns it; kit/src/healthcheck.ts is not here, it is a script Docker's HEALTHCHECK runs by path.
 export { ConfigError, type Env, EnvReader, readConfig } from "./config.ts";
 export {
+  type CarriedRefusal,
+  carryRefusal,
   type FieldViolation,
   invalidArgument,
   reasonOf,
+  refusalError,
   retryAfterOf,
   rpcError,
   storeValidator,
@@ -30,7 +33,7 @@ export {
   reasonName,
 } from "./reasons.ts";
 export { isSecretName, SECRET_NAME_PARTS } from "./secret-names.ts";
-export { startRpcServer } from "./serve.ts";
+export { logFailure, startRpcServer } from "./serve.ts";
 export {
   CREDENTIAL_HEADER,
   readServiceCredential,

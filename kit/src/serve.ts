@@ -111,13 +111,21 @@ function logErrors(logger: Logger): Interceptor {
     try {
       return await next(req);
     } catch (err) {
-      const ce = ConnectError.from(err);
-      const serverFault = [Code.Internal, Code.Unknown, Code.DataLoss, Code.Unavailable].includes(ce.code);
-      logger[serverFault ? "error" : "debug"](
-        { procedure: req.url, code: Code[ce.code], err: serverFault ? err : undefined },
-        ce.rawMessage,
-      );
+      logFailure(logger, req.url, err);
       throw err;
     }
   };
+}
+
+/**
+ * Logs one failed call, or one refused item of a batched call (PlaceOrders answers each order on
+ * its own, so its refusals never reach logErrors): client mistakes at debug, server faults at error.
+ */
+export function logFailure(logger: Logger, procedure: string, err: unknown): void {
+  const ce = ConnectError.from(err);
+  const serverFault = [Code.Internal, Code.Unknown, Code.DataLoss, Code.Unavailable].includes(ce.code);
+  logger[serverFault ? "error" : "debug"](
+    { procedure, code: Code[ce.code], err: serverFault ? err : undefined },
+    ce.rawMessage,
+  );
 }

@@ -50,7 +50,7 @@ const metricsUrls = () => ({
   "log-service": store.stack.metricsUrls["log-service"],
 });
 
-test("one POST /orders is one trace: gateway, db-service, its SQL, and log-service's publish, parent to child", async () => {
+test("one POST /orders: its trace holds the request and its log publish; the batch that carried it to db-service is linked both ways", async () => {
   const api = client(store.url);
   const account = { sid: "T1", username: "tracer", email: "tracer@example.com", password: "follow the trace" };
   assert.equal((await api("POST", "/users/register", { body: account })).status, 201);
@@ -64,34 +64,47 @@ test("one POST /orders is one trace: gateway, db-service, its SQL, and log-servi
   assert.equal(placed.status, 201);
 
   const byName = (spans: ZipkinSpan[], name: string) => spans.find((s) => s.name === name);
+  // The request's own trace: the gateway's span, the root, and log-service's publish under it.
   const spans = await zipkin.waitForTrace(
     (s) =>
-      byName(s, "post /orders") !== undefined &&
-      byName(s, "db order.place") !== undefined &&
+      byName(s, "post /orders")?.tags?.["http.response.status_code"] === "201" &&
       byName(s, "log publish order.placed") !== undefined,
     60_000,
     { serviceName: "gateway", spanName: "post /orders" },
   );
   const server = byName(spans, "post /orders");
-  const call = byName(spans, "merch.store.v1.orderservice/placeorder");
-  assert.ok(server && call);
-  const served = spans.find((s) => s.name === call.name && s.kind === "SERVER");
-  const called = spans.find((s) => s.name === call.name && s.kind === "CLIENT");
-  const sql = byName(spans, "db order.place");
   const publish = byName(spans, "log publish order.placed");
-  assert.ok(served && called && sql && publish, JSON.stringify(spans.map((s) => [s.name, s.kind])));
-  // Who is whose child, and who did it.
+  assert.ok(server && publish, JSON.stringify(spans.map((s) => [s.name, s.kind])));
   assert.equal(server.parentId, undefined, "the gateway's span is the root");
-  assert.equal(called.parentId, server.id);
-  assert.equal(served.parentId, called.id);
-  assert.equal(sql.parentId, served.id);
   assert.equal(publish.parentId, server.id);
   assert.equal(server.localEndpoint?.serviceName, "gateway");
-  assert.equal(served.localEndpoint?.serviceName, "db-service");
-  assert.equal(sql.localEndpoint?.serviceName, "db-service");
   assert.equal(publish.localEndpoint?.serviceName, "log-service");
   assert.equal(publish.kind, "PRODUCER");
   assert.equal(server.tags?.["http.response.status_code"], "201");
+
+  // The order went to db-service in a batch, which serves many requests and is a trace of its
+  // own: the request links to it, and it links back to the request.
+  const link = server.tags?.["otel.links"]?.split(",")[0];
+  assert.ok(link, "the request's span links to the batch that carried its order");
+  const [batchTraceId, batchSpanId] = link.split("/");
+  const batchTrace = await zipkin.waitForTrace(
+    (s) => s.some((x) => x.id === batchSpanId) && byName(s, "db order.place") !== undefined,
+    60_000,
+    { serviceName: "gateway", spanName: "gateway order batch" },
+  );
+  const batch = batchTrace.find((x) => x.id === batchSpanId);
+  const called = batchTrace.find((x) => x.name === "merch.store.v1.orderservice/placeorders" && x.kind === "CLIENT");
+  const served = batchTrace.find((x) => x.name === "merch.store.v1.orderservice/placeorders" && x.kind === "SERVER");
+  const sql = byName(batchTrace, "db order.place");
+  assert.ok(batch && called && served && sql, JSON.stringify(batchTrace.map((x) => [x.name, x.kind])));
+  assert.equal(batch.traceId, batchTraceId);
+  assert.equal(batch.parentId, undefined, "the batch is a root");
+  assert.ok(batch.tags?.["otel.links"]?.split(",").includes(`${server.traceId}/${server.id}`), "and links back");
+  assert.equal(called.parentId, batch.id);
+  assert.equal(served.parentId, called.id);
+  assert.equal(sql.parentId, served.id);
+  assert.equal(served.localEndpoint?.serviceName, "db-service");
+  assert.equal(sql.localEndpoint?.serviceName, "db-service");
 
   // The order's events on Kafka carry the trace id, so a record leads to its trace.
   const traceId = server.traceId;
@@ -173,7 +186,7 @@ test("every service's metrics pass promtool, and a real Prometheus scrapes all t
   });
   const series = {
     gateway: 'http_server_request_duration_seconds_count{job="gateway",http_route="/orders"}',
-    "db-service": 'rpc_server_duration_seconds_count{job="db-service",rpc_method="PlaceOrder"}',
+    "db-service": 'rpc_server_duration_seconds_count{job="db-service",rpc_method="PlaceOrders"}',
     "log-service": 'log_events_accepted_total{job="log-service"}',
   };
   for (const [job, promql] of Object.entries(series)) {

@@ -33,6 +33,20 @@ async function buyers(count: number, prefix: string): Promise<string[]> {
   );
 }
 
+/** How many PlaceOrder and PlaceOrders calls db-service has answered, from its metrics. */
+async function orderCalls(): Promise<{ PlaceOrder: number; PlaceOrders: number }> {
+  const text = await (await fetch(store.stack.metricsUrls["db-service"])).text();
+  const count = (method: string) =>
+    [
+      ...text.matchAll(
+        new RegExp(`^rpc_server_duration_seconds_count\\{[^}]*rpc_method="${method}"[^}]*\\} (\\d+)`, "gm"),
+      ),
+    ]
+      .map((m) => Number(m[1]))
+      .reduce((a, b) => a + b, 0);
+  return { PlaceOrder: count("PlaceOrder"), PlaceOrders: count("PlaceOrders") };
+}
+
 async function stock(productId: number): Promise<number> {
   return (await api<{ stock: number }>("GET", `/products/${productId}`)).body.stock;
 }
@@ -57,6 +71,11 @@ test("300 concurrent REST orders of 3 against a stock of 500: 166 placed, 134 re
     assert.equal(res.body.code, "insufficient_stock");
   }
   assert.equal(await stock(1), 2);
+  // The gateway carried them to db-service several per call: fewer PlaceOrders calls than orders,
+  // and no single PlaceOrder.
+  const calls = await orderCalls();
+  assert.equal(calls.PlaceOrder, 0, "the gateway sends no order alone");
+  assert.ok(calls.PlaceOrders > 0 && calls.PlaceOrders < 300, `300 orders in ${calls.PlaceOrders} PlaceOrders calls`);
 
   // Cancel each order twice at once: the stock comes back exactly once per order.
   const cancels = await Promise.all(

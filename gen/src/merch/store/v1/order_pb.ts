@@ -18,7 +18,7 @@ import type { Message, UnknownEnum } from "@bufbuild/protobuf";
  * Describes the file merch/store/v1/order.proto.
  */
 export const file_merch_store_v1_order: GenFile = /*@__PURE__*/
-  fileDesc("ChptZXJjaC9zdG9yZS92MS9vcmRlci5wcm90bxIObWVyY2guc3RvcmUudjEiggIKBU9yZGVyEgoKAmlkGAEgASgFEg8KB3VzZXJfaWQYAiABKAUSEgoKcHJvZHVjdF9pZBgDIAEoBRIQCghxdWFudGl0eRgEIAEoBRISCgp1bml0X3ByaWNlGAUgASgJEhMKC3RvdGFsX3ByaWNlGAYgASgJEisKBnN0YXR1cxgHIAEoDjIbLm1lcmNoLnN0b3JlLnYxLk9yZGVyU3RhdHVzEi4KCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGNhbmNlbGxlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAipgEKEVBsYWNlT3JkZXJSZXF1ZXN0EjAKB3Nlc3Npb24YASABKAsyFy5tZXJjaC5zdG9yZS52MS5TZXNzaW9uQga6SAPIAQESGwoKcHJvZHVjdF9pZBgCIAEoBUIHukgEGgIoARIbCghxdWFudGl0eRgDIAEoBUIJukgGGgSIiCcBEiUKD2lkZW1wb3RlbmN5X2tleRgEIAEoCUIMukgJ2AEBcgSwiCcBInYKElBsYWNlT3JkZXJSZXNwb25zZRIkCgVvcmRlchgBIAEoCzIVLm1lcmNoLnN0b3JlLnYxLk9yZGVyEhAKCHJlcGxheWVkGAIgASgIEigKB3Byb2R1Y3QYAyABKAsyFy5tZXJjaC5zdG9yZS52MS5Qcm9kdWN0Il4KD0dldE9yZGVyUmVxdWVzdBIwCgdzZXNzaW9uGAEgASgLMhcubWVyY2guc3RvcmUudjEuU2Vzc2lvbkIGukgDyAEBEhkKCG9yZGVyX2lkGAIgASgFQge6SAQaAigBIjgKEEdldE9yZGVyUmVzcG9uc2USJAoFb3JkZXIYASABKAsyFS5tZXJjaC5zdG9yZS52MS5PcmRlciKBAQoRTGlzdE9yZGVyc1JlcXVlc3QSMAoHc2Vzc2lvbhgBIAEoCzIXLm1lcmNoLnN0b3JlLnYxLlNlc3Npb25CBrpIA8gBARIcCglwYWdlX3NpemUYAiABKAVCCbpIBhoEGGQoABIcCgpwYWdlX3Rva2VuGAMgASgJQgi6SAVyAxjIASJUChJMaXN0T3JkZXJzUmVzcG9uc2USJQoGb3JkZXJzGAEgAygLMhUubWVyY2guc3RvcmUudjEuT3JkZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJImEKEkNhbmNlbE9yZGVyUmVxdWVzdBIwCgdzZXNzaW9uGAEgASgLMhcubWVyY2guc3RvcmUudjEuU2Vzc2lvbkIGukgDyAEBEhkKCG9yZGVyX2lkGAIgASgFQge6SAQaAigBImUKE0NhbmNlbE9yZGVyUmVzcG9uc2USJAoFb3JkZXIYASABKAsyFS5tZXJjaC5zdG9yZS52MS5PcmRlchIoCgdwcm9kdWN0GAIgASgLMhcubWVyY2guc3RvcmUudjEuUHJvZHVjdCLYAQoUTGlzdEFsbE9yZGVyc1JlcXVlc3QSMAoHc2Vzc2lvbhgBIAEoCzIXLm1lcmNoLnN0b3JlLnYxLlNlc3Npb25CBrpIA8gBARIcCglwYWdlX3NpemUYAiABKAVCCbpIBhoEGGQoABIcCgpwYWdlX3Rva2VuGAMgASgJQgi6SAVyAxjIARI1CgZzdGF0dXMYBCABKA4yGy5tZXJjaC5zdG9yZS52MS5PcmRlclN0YXR1c0IIukgFggECEAESGwoKcHJvZHVjdF9pZBgFIAEoBUIHukgEGgIoACJXChVMaXN0QWxsT3JkZXJzUmVzcG9uc2USJQoGb3JkZXJzGAEgAygLMhUubWVyY2guc3RvcmUudjEuT3JkZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJImQKFU1hcmtPcmRlclJlYWR5UmVxdWVzdBIwCgdzZXNzaW9uGAEgASgLMhcubWVyY2guc3RvcmUudjEuU2Vzc2lvbkIGukgDyAEBEhkKCG9yZGVyX2lkGAIgASgFQge6SAQaAigBIj4KFk1hcmtPcmRlclJlYWR5UmVzcG9uc2USJAoFb3JkZXIYASABKAsyFS5tZXJjaC5zdG9yZS52MS5PcmRlciJoChlNYXJrT3JkZXJDb2xsZWN0ZWRSZXF1ZXN0EjAKB3Nlc3Npb24YASABKAsyFy5tZXJjaC5zdG9yZS52MS5TZXNzaW9uQga6SAPIAQESGQoIb3JkZXJfaWQYAiABKAVCB7pIBBoCKAEiQgoaTWFya09yZGVyQ29sbGVjdGVkUmVzcG9uc2USJAoFb3JkZXIYASABKAsyFS5tZXJjaC5zdG9yZS52MS5PcmRlciqUAQoLT3JkZXJTdGF0dXMSHAoYT1JERVJfU1RBVFVTX1VOU1BFQ0lGSUVEEAASFwoTT1JERVJfU1RBVFVTX1BMQUNFRBABEhoKFk9SREVSX1NUQVRVU19DQU5DRUxMRUQQAhIWChJPUkRFUl9TVEFUVVNfUkVBRFkQAxIaChZPUkRFUl9TVEFUVVNfQ09MTEVDVEVEEAQypAUKDE9yZGVyU2VydmljZRJYCgpQbGFjZU9yZGVyEiEubWVyY2guc3RvcmUudjEuUGxhY2VPcmRlclJlcXVlc3QaIi5tZXJjaC5zdG9yZS52MS5QbGFjZU9yZGVyUmVzcG9uc2UiA5ACAhJSCghHZXRPcmRlchIfLm1lcmNoLnN0b3JlLnYxLkdldE9yZGVyUmVxdWVzdBogLm1lcmNoLnN0b3JlLnYxLkdldE9yZGVyUmVzcG9uc2UiA5ACARJYCgpMaXN0T3JkZXJzEiEubWVyY2guc3RvcmUudjEuTGlzdE9yZGVyc1JlcXVlc3QaIi5tZXJjaC5zdG9yZS52MS5MaXN0T3JkZXJzUmVzcG9uc2UiA5ACARJbCgtDYW5jZWxPcmRlchIiLm1lcmNoLnN0b3JlLnYxLkNhbmNlbE9yZGVyUmVxdWVzdBojLm1lcmNoLnN0b3JlLnYxLkNhbmNlbE9yZGVyUmVzcG9uc2UiA5ACAhJhCg1MaXN0QWxsT3JkZXJzEiQubWVyY2guc3RvcmUudjEuTGlzdEFsbE9yZGVyc1JlcXVlc3QaJS5tZXJjaC5zdG9yZS52MS5MaXN0QWxsT3JkZXJzUmVzcG9uc2UiA5ACARJfCg5NYXJrT3JkZXJSZWFkeRIlLm1lcmNoLnN0b3JlLnYxLk1hcmtPcmRlclJlYWR5UmVxdWVzdBomLm1lcmNoLnN0b3JlLnYxLk1hcmtPcmRlclJlYWR5UmVzcG9uc2USawoSTWFya09yZGVyQ29sbGVjdGVkEikubWVyY2guc3RvcmUudjEuTWFya09yZGVyQ29sbGVjdGVkUmVxdWVzdBoqLm1lcmNoLnN0b3JlLnYxLk1hcmtPcmRlckNvbGxlY3RlZFJlc3BvbnNlYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_merch_common_v1_rules, file_merch_store_v1_product, file_merch_store_v1_session]);
+  fileDesc("ChptZXJjaC9zdG9yZS92MS9vcmRlci5wcm90bxIObWVyY2guc3RvcmUudjEiggIKBU9yZGVyEgoKAmlkGAEgASgFEg8KB3VzZXJfaWQYAiABKAUSEgoKcHJvZHVjdF9pZBgDIAEoBRIQCghxdWFudGl0eRgEIAEoBRISCgp1bml0X3ByaWNlGAUgASgJEhMKC3RvdGFsX3ByaWNlGAYgASgJEisKBnN0YXR1cxgHIAEoDjIbLm1lcmNoLnN0b3JlLnYxLk9yZGVyU3RhdHVzEi4KCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGNhbmNlbGxlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAipgEKEVBsYWNlT3JkZXJSZXF1ZXN0EjAKB3Nlc3Npb24YASABKAsyFy5tZXJjaC5zdG9yZS52MS5TZXNzaW9uQga6SAPIAQESGwoKcHJvZHVjdF9pZBgCIAEoBUIHukgEGgIoARIbCghxdWFudGl0eRgDIAEoBUIJukgGGgSIiCcBEiUKD2lkZW1wb3RlbmN5X2tleRgEIAEoCUIMukgJ2AEBcgSwiCcBInYKElBsYWNlT3JkZXJSZXNwb25zZRIkCgVvcmRlchgBIAEoCzIVLm1lcmNoLnN0b3JlLnYxLk9yZGVyEhAKCHJlcGxheWVkGAIgASgIEigKB3Byb2R1Y3QYAyABKAsyFy5tZXJjaC5zdG9yZS52MS5Qcm9kdWN0IlQKElBsYWNlT3JkZXJzUmVxdWVzdBI+CgZvcmRlcnMYASADKAsyIS5tZXJjaC5zdG9yZS52MS5QbGFjZU9yZGVyUmVxdWVzdEILukgIkgEFCAEQgAIiSAoTUGxhY2VPcmRlcnNSZXNwb25zZRIxCgdyZXN1bHRzGAEgAygLMiAubWVyY2guc3RvcmUudjEuUGxhY2VPcmRlclJlc3VsdCKDAQoQUGxhY2VPcmRlclJlc3VsdBI0CgZwbGFjZWQYASABKAsyIi5tZXJjaC5zdG9yZS52MS5QbGFjZU9yZGVyUmVzcG9uc2VIABIvCgdyZWZ1c2VkGAIgASgLMhwubWVyY2guc3RvcmUudjEuT3JkZXJSZWZ1c2FsSABCCAoGcmVzdWx0IlsKDE9yZGVyUmVmdXNhbBIMCgRjb2RlGAEgASgFEg8KB21lc3NhZ2UYAiABKAkSLAoHZGV0YWlscxgDIAMoCzIbLm1lcmNoLnN0b3JlLnYxLkVycm9yRGV0YWlsIioKC0Vycm9yRGV0YWlsEgwKBHR5cGUYASABKAkSDQoFdmFsdWUYAiABKAwiXgoPR2V0T3JkZXJSZXF1ZXN0EjAKB3Nlc3Npb24YASABKAsyFy5tZXJjaC5zdG9yZS52MS5TZXNzaW9uQga6SAPIAQESGQoIb3JkZXJfaWQYAiABKAVCB7pIBBoCKAEiOAoQR2V0T3JkZXJSZXNwb25zZRIkCgVvcmRlchgBIAEoCzIVLm1lcmNoLnN0b3JlLnYxLk9yZGVyIoEBChFMaXN0T3JkZXJzUmVxdWVzdBIwCgdzZXNzaW9uGAEgASgLMhcubWVyY2guc3RvcmUudjEuU2Vzc2lvbkIGukgDyAEBEhwKCXBhZ2Vfc2l6ZRgCIAEoBUIJukgGGgQYZCgAEhwKCnBhZ2VfdG9rZW4YAyABKAlCCLpIBXIDGMgBIlQKEkxpc3RPcmRlcnNSZXNwb25zZRIlCgZvcmRlcnMYASADKAsyFS5tZXJjaC5zdG9yZS52MS5PcmRlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiYQoSQ2FuY2VsT3JkZXJSZXF1ZXN0EjAKB3Nlc3Npb24YASABKAsyFy5tZXJjaC5zdG9yZS52MS5TZXNzaW9uQga6SAPIAQESGQoIb3JkZXJfaWQYAiABKAVCB7pIBBoCKAEiZQoTQ2FuY2VsT3JkZXJSZXNwb25zZRIkCgVvcmRlchgBIAEoCzIVLm1lcmNoLnN0b3JlLnYxLk9yZGVyEigKB3Byb2R1Y3QYAiABKAsyFy5tZXJjaC5zdG9yZS52MS5Qcm9kdWN0ItgBChRMaXN0QWxsT3JkZXJzUmVxdWVzdBIwCgdzZXNzaW9uGAEgASgLMhcubWVyY2guc3RvcmUudjEuU2Vzc2lvbkIGukgDyAEBEhwKCXBhZ2Vfc2l6ZRgCIAEoBUIJukgGGgQYZCgAEhwKCnBhZ2VfdG9rZW4YAyABKAlCCLpIBXIDGMgBEjUKBnN0YXR1cxgEIAEoDjIbLm1lcmNoLnN0b3JlLnYxLk9yZGVyU3RhdHVzQgi6SAWCAQIQARIbCgpwcm9kdWN0X2lkGAUgASgFQge6SAQaAigAIlcKFUxpc3RBbGxPcmRlcnNSZXNwb25zZRIlCgZvcmRlcnMYASADKAsyFS5tZXJjaC5zdG9yZS52MS5PcmRlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiZAoVTWFya09yZGVyUmVhZHlSZXF1ZXN0EjAKB3Nlc3Npb24YASABKAsyFy5tZXJjaC5zdG9yZS52MS5TZXNzaW9uQga6SAPIAQESGQoIb3JkZXJfaWQYAiABKAVCB7pIBBoCKAEiPgoWTWFya09yZGVyUmVhZHlSZXNwb25zZRIkCgVvcmRlchgBIAEoCzIVLm1lcmNoLnN0b3JlLnYxLk9yZGVyImgKGU1hcmtPcmRlckNvbGxlY3RlZFJlcXVlc3QSMAoHc2Vzc2lvbhgBIAEoCzIXLm1lcmNoLnN0b3JlLnYxLlNlc3Npb25CBrpIA8gBARIZCghvcmRlcl9pZBgCIAEoBUIHukgEGgIoASJCChpNYXJrT3JkZXJDb2xsZWN0ZWRSZXNwb25zZRIkCgVvcmRlchgBIAEoCzIVLm1lcmNoLnN0b3JlLnYxLk9yZGVyKpQBCgtPcmRlclN0YXR1cxIcChhPUkRFUl9TVEFUVVNfVU5TUEVDSUZJRUQQABIXChNPUkRFUl9TVEFUVVNfUExBQ0VEEAESGgoWT1JERVJfU1RBVFVTX0NBTkNFTExFRBACEhYKEk9SREVSX1NUQVRVU19SRUFEWRADEhoKFk9SREVSX1NUQVRVU19DT0xMRUNURUQQBDKBBgoMT3JkZXJTZXJ2aWNlElgKClBsYWNlT3JkZXISIS5tZXJjaC5zdG9yZS52MS5QbGFjZU9yZGVyUmVxdWVzdBoiLm1lcmNoLnN0b3JlLnYxLlBsYWNlT3JkZXJSZXNwb25zZSIDkAICElsKC1BsYWNlT3JkZXJzEiIubWVyY2guc3RvcmUudjEuUGxhY2VPcmRlcnNSZXF1ZXN0GiMubWVyY2guc3RvcmUudjEuUGxhY2VPcmRlcnNSZXNwb25zZSIDkAICElIKCEdldE9yZGVyEh8ubWVyY2guc3RvcmUudjEuR2V0T3JkZXJSZXF1ZXN0GiAubWVyY2guc3RvcmUudjEuR2V0T3JkZXJSZXNwb25zZSIDkAIBElgKCkxpc3RPcmRlcnMSIS5tZXJjaC5zdG9yZS52MS5MaXN0T3JkZXJzUmVxdWVzdBoiLm1lcmNoLnN0b3JlLnYxLkxpc3RPcmRlcnNSZXNwb25zZSIDkAIBElsKC0NhbmNlbE9yZGVyEiIubWVyY2guc3RvcmUudjEuQ2FuY2VsT3JkZXJSZXF1ZXN0GiMubWVyY2guc3RvcmUudjEuQ2FuY2VsT3JkZXJSZXNwb25zZSIDkAICEmEKDUxpc3RBbGxPcmRlcnMSJC5tZXJjaC5zdG9yZS52MS5MaXN0QWxsT3JkZXJzUmVxdWVzdBolLm1lcmNoLnN0b3JlLnYxLkxpc3RBbGxPcmRlcnNSZXNwb25zZSIDkAIBEl8KDk1hcmtPcmRlclJlYWR5EiUubWVyY2guc3RvcmUudjEuTWFya09yZGVyUmVhZHlSZXF1ZXN0GiYubWVyY2guc3RvcmUudjEuTWFya09yZGVyUmVhZHlSZXNwb25zZRJrChJNYXJrT3JkZXJDb2xsZWN0ZWQSKS5tZXJjaC5zdG9yZS52MS5NYXJrT3JkZXJDb2xsZWN0ZWRSZXF1ZXN0GioubWVyY2guc3RvcmUudjEuTWFya09yZGVyQ29sbGVjdGVkUmVzcG9uc2ViBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp, file_merch_common_v1_rules, file_merch_store_v1_product, file_merch_store_v1_session]);
 
 /**
  * @generated from message merch.store.v1.Order
@@ -144,6 +144,127 @@ export const PlaceOrderResponseSchema: GenMessage<PlaceOrderResponse> = /*@__PUR
   messageDesc(file_merch_store_v1_order, 2);
 
 /**
+ * @generated from message merch.store.v1.PlaceOrdersRequest
+ */
+export type PlaceOrdersRequest = Message<"merch.store.v1.PlaceOrdersRequest"> & {
+  /**
+   * @generated from field: repeated merch.store.v1.PlaceOrderRequest orders = 1;
+   */
+  orders: PlaceOrderRequest[];
+};
+
+/**
+ * Describes the message merch.store.v1.PlaceOrdersRequest.
+ * Use `create(PlaceOrdersRequestSchema)` to create a new message.
+ */
+export const PlaceOrdersRequestSchema: GenMessage<PlaceOrdersRequest> = /*@__PURE__*/
+  messageDesc(file_merch_store_v1_order, 3);
+
+/**
+ * @generated from message merch.store.v1.PlaceOrdersResponse
+ */
+export type PlaceOrdersResponse = Message<"merch.store.v1.PlaceOrdersResponse"> & {
+  /**
+   * One per request, in request order.
+   *
+   * @generated from field: repeated merch.store.v1.PlaceOrderResult results = 1;
+   */
+  results: PlaceOrderResult[];
+};
+
+/**
+ * Describes the message merch.store.v1.PlaceOrdersResponse.
+ * Use `create(PlaceOrdersResponseSchema)` to create a new message.
+ */
+export const PlaceOrdersResponseSchema: GenMessage<PlaceOrdersResponse> = /*@__PURE__*/
+  messageDesc(file_merch_store_v1_order, 4);
+
+/**
+ * @generated from message merch.store.v1.PlaceOrderResult
+ */
+export type PlaceOrderResult = Message<"merch.store.v1.PlaceOrderResult"> & {
+  /**
+   * @generated from oneof merch.store.v1.PlaceOrderResult.result
+   */
+  result: {
+    /**
+     * @generated from field: merch.store.v1.PlaceOrderResponse placed = 1;
+     */
+    value: PlaceOrderResponse;
+    case: "placed";
+  } | {
+    /**
+     * Why this order was refused: what PlaceOrder would have failed with.
+     *
+     * @generated from field: merch.store.v1.OrderRefusal refused = 2;
+     */
+    value: OrderRefusal;
+    case: "refused";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message merch.store.v1.PlaceOrderResult.
+ * Use `create(PlaceOrderResultSchema)` to create a new message.
+ */
+export const PlaceOrderResultSchema: GenMessage<PlaceOrderResult> = /*@__PURE__*/
+  messageDesc(file_merch_store_v1_order, 5);
+
+/**
+ * A refusal as a Connect error carries it: the code (google.rpc.Code), the message and the
+ * error details (google.rpc.ErrorInfo with the reason, RetryInfo, ...).
+ *
+ * @generated from message merch.store.v1.OrderRefusal
+ */
+export type OrderRefusal = Message<"merch.store.v1.OrderRefusal"> & {
+  /**
+   * @generated from field: int32 code = 1;
+   */
+  code: number;
+
+  /**
+   * @generated from field: string message = 2;
+   */
+  message: string;
+
+  /**
+   * @generated from field: repeated merch.store.v1.ErrorDetail details = 3;
+   */
+  details: ErrorDetail[];
+};
+
+/**
+ * Describes the message merch.store.v1.OrderRefusal.
+ * Use `create(OrderRefusalSchema)` to create a new message.
+ */
+export const OrderRefusalSchema: GenMessage<OrderRefusal> = /*@__PURE__*/
+  messageDesc(file_merch_store_v1_order, 6);
+
+/**
+ * An error detail as Connect carries one: its message's full name and its binary encoding.
+ *
+ * @generated from message merch.store.v1.ErrorDetail
+ */
+export type ErrorDetail = Message<"merch.store.v1.ErrorDetail"> & {
+  /**
+   * @generated from field: string type = 1;
+   */
+  type: string;
+
+  /**
+   * @generated from field: bytes value = 2;
+   */
+  value: Uint8Array;
+};
+
+/**
+ * Describes the message merch.store.v1.ErrorDetail.
+ * Use `create(ErrorDetailSchema)` to create a new message.
+ */
+export const ErrorDetailSchema: GenMessage<ErrorDetail> = /*@__PURE__*/
+  messageDesc(file_merch_store_v1_order, 7);
+
+/**
  * @generated from message merch.store.v1.GetOrderRequest
  */
 export type GetOrderRequest = Message<"merch.store.v1.GetOrderRequest"> & {
@@ -163,7 +284,7 @@ export type GetOrderRequest = Message<"merch.store.v1.GetOrderRequest"> & {
  * Use `create(GetOrderRequestSchema)` to create a new message.
  */
 export const GetOrderRequestSchema: GenMessage<GetOrderRequest> = /*@__PURE__*/
-  messageDesc(file_merch_store_v1_order, 3);
+  messageDesc(file_merch_store_v1_order, 8);
 
 /**
  * @generated from message merch.store.v1.GetOrderResponse
@@ -180,7 +301,7 @@ export type GetOrderResponse = Message<"merch.store.v1.GetOrderResponse"> & {
  * Use `create(GetOrderResponseSchema)` to create a new message.
  */
 export const GetOrderResponseSchema: GenMessage<GetOrderResponse> = /*@__PURE__*/
-  messageDesc(file_merch_store_v1_order, 4);
+  messageDesc(file_merch_store_v1_order, 9);
 
 /**
  * @generated from message merch.store.v1.ListOrdersRequest
@@ -211,7 +332,7 @@ export type ListOrdersRequest = Message<"merch.store.v1.ListOrdersRequest"> & {
  * Use `create(ListOrdersRequestSchema)` to create a new message.
  */
 export const ListOrdersRequestSchema: GenMessage<ListOrdersRequest> = /*@__PURE__*/
-  messageDesc(file_merch_store_v1_order, 5);
+  messageDesc(file_merch_store_v1_order, 10);
 
 /**
  * @generated from message merch.store.v1.ListOrdersResponse
@@ -233,7 +354,7 @@ export type ListOrdersResponse = Message<"merch.store.v1.ListOrdersResponse"> & 
  * Use `create(ListOrdersResponseSchema)` to create a new message.
  */
 export const ListOrdersResponseSchema: GenMessage<ListOrdersResponse> = /*@__PURE__*/
-  messageDesc(file_merch_store_v1_order, 6);
+  messageDesc(file_merch_store_v1_order, 11);
 
 /**
  * @generated from message merch.store.v1.CancelOrderRequest
@@ -255,7 +376,7 @@ export type CancelOrderRequest = Message<"merch.store.v1.CancelOrderRequest"> & 
  * Use `create(CancelOrderRequestSchema)` to create a new message.
  */
 export const CancelOrderRequestSchema: GenMessage<CancelOrderRequest> = /*@__PURE__*/
-  messageDesc(file_merch_store_v1_order, 7);
+  messageDesc(file_merch_store_v1_order, 12);
 
 /**
  * @generated from message merch.store.v1.CancelOrderResponse
@@ -279,7 +400,7 @@ export type CancelOrderResponse = Message<"merch.store.v1.CancelOrderResponse"> 
  * Use `create(CancelOrderResponseSchema)` to create a new message.
  */
 export const CancelOrderResponseSchema: GenMessage<CancelOrderResponse> = /*@__PURE__*/
-  messageDesc(file_merch_store_v1_order, 8);
+  messageDesc(file_merch_store_v1_order, 13);
 
 /**
  * @generated from message merch.store.v1.ListAllOrdersRequest
@@ -324,7 +445,7 @@ export type ListAllOrdersRequest = Message<"merch.store.v1.ListAllOrdersRequest"
  * Use `create(ListAllOrdersRequestSchema)` to create a new message.
  */
 export const ListAllOrdersRequestSchema: GenMessage<ListAllOrdersRequest> = /*@__PURE__*/
-  messageDesc(file_merch_store_v1_order, 9);
+  messageDesc(file_merch_store_v1_order, 14);
 
 /**
  * @generated from message merch.store.v1.ListAllOrdersResponse
@@ -346,7 +467,7 @@ export type ListAllOrdersResponse = Message<"merch.store.v1.ListAllOrdersRespons
  * Use `create(ListAllOrdersResponseSchema)` to create a new message.
  */
 export const ListAllOrdersResponseSchema: GenMessage<ListAllOrdersResponse> = /*@__PURE__*/
-  messageDesc(file_merch_store_v1_order, 10);
+  messageDesc(file_merch_store_v1_order, 15);
 
 /**
  * @generated from message merch.store.v1.MarkOrderReadyRequest
@@ -368,7 +489,7 @@ export type MarkOrderReadyRequest = Message<"merch.store.v1.MarkOrderReadyReques
  * Use `create(MarkOrderReadyRequestSchema)` to create a new message.
  */
 export const MarkOrderReadyRequestSchema: GenMessage<MarkOrderReadyRequest> = /*@__PURE__*/
-  messageDesc(file_merch_store_v1_order, 11);
+  messageDesc(file_merch_store_v1_order, 16);
 
 /**
  * @generated from message merch.store.v1.MarkOrderReadyResponse
@@ -385,7 +506,7 @@ export type MarkOrderReadyResponse = Message<"merch.store.v1.MarkOrderReadyRespo
  * Use `create(MarkOrderReadyResponseSchema)` to create a new message.
  */
 export const MarkOrderReadyResponseSchema: GenMessage<MarkOrderReadyResponse> = /*@__PURE__*/
-  messageDesc(file_merch_store_v1_order, 12);
+  messageDesc(file_merch_store_v1_order, 17);
 
 /**
  * @generated from message merch.store.v1.MarkOrderCollectedRequest
@@ -407,7 +528,7 @@ export type MarkOrderCollectedRequest = Message<"merch.store.v1.MarkOrderCollect
  * Use `create(MarkOrderCollectedRequestSchema)` to create a new message.
  */
 export const MarkOrderCollectedRequestSchema: GenMessage<MarkOrderCollectedRequest> = /*@__PURE__*/
-  messageDesc(file_merch_store_v1_order, 13);
+  messageDesc(file_merch_store_v1_order, 18);
 
 /**
  * @generated from message merch.store.v1.MarkOrderCollectedResponse
@@ -424,7 +545,7 @@ export type MarkOrderCollectedResponse = Message<"merch.store.v1.MarkOrderCollec
  * Use `create(MarkOrderCollectedResponseSchema)` to create a new message.
  */
 export const MarkOrderCollectedResponseSchema: GenMessage<MarkOrderCollectedResponse> = /*@__PURE__*/
-  messageDesc(file_merch_store_v1_order, 14);
+  messageDesc(file_merch_store_v1_order, 19);
 
 /**
  * An order moves placed → ready → collected, or from placed or ready to cancelled.
@@ -501,6 +622,19 @@ export const OrderService: GenService<{
     methodKind: "unary";
     input: typeof PlaceOrderRequestSchema;
     output: typeof PlaceOrderResponseSchema;
+  },
+  /**
+   * PlaceOrders places several orders in one call, each exactly as PlaceOrder would (its own
+   * session, key and answer), so that a caller with many orders at once pays for one call
+   * instead of one per order. Results come in request order; the call as a whole fails only when
+   * none of its orders was tried (credential, validation, deadline).
+   *
+   * @generated from rpc merch.store.v1.OrderService.PlaceOrders
+   */
+  placeOrders: {
+    methodKind: "unary";
+    input: typeof PlaceOrdersRequestSchema;
+    output: typeof PlaceOrdersResponseSchema;
   },
   /**
    * @generated from rpc merch.store.v1.OrderService.GetOrder

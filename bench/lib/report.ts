@@ -175,7 +175,7 @@ export function checks(r: Report): Check[] {
     const other = Object.keys(f.other).length ? `, other: ${JSON.stringify(f.other)}` : "";
     const kinds = Object.keys(f.serverKinds).length ? ` (${JSON.stringify(f.serverKinds)})` : "";
     out.push({
-      target: `flash sale, ${f.buyers} buyers: exactly ${f.stock} × 201, ${f.buyers - f.stock} × 409 \`insufficient_stock\`, 0 × 5xx`,
+      target: `18 flash sale, ${f.buyers} buyers: exactly ${f.stock} × 201, ${f.buyers - f.stock} × 409 \`insufficient_stock\`, 0 × 5xx`,
       value: `${f.created} × 201, ${f.soldOut} × 409, ${f.server} × 5xx${kinds}${other}; stock left ${f.stockLeft}, ${f.ordersRows} order rows${f.note ? `; ${f.note}` : ""}`,
       met: exact && f.stockLeft === 0 && f.ordersRows === f.stock,
       reproduce: f.reproduce,
@@ -183,19 +183,19 @@ export function checks(r: Report): Check[] {
     // Sold out: the stock is gone and the last 201 has been answered.
     const soldOut = f.stockLeft === 0 ? f.sellOutMs : Number.NaN;
     out.push({
-      target: `flash sale sold out in < ${FLASH_SELL_OUT_MS / 1000} s`,
+      target: `18 … sold out in < ${FLASH_SELL_OUT_MS / 1000} s`,
       value: f.stockLeft === 0 ? `${f0(soldOut)} ms` : `not sold out (${f.stockLeft} left)`,
       met: f.stockLeft === 0 && soldOut < FLASH_SELL_OUT_MS,
       reproduce: f.reproduce,
     });
     out.push({
-      target: `flash sale: every buyer answered in < ${FLASH_ANSWERED_MS / 1000} s`,
+      target: `18 … every buyer answered in < ${FLASH_ANSWERED_MS / 1000} s`,
       value: `${f0(f.allAnsweredMs)} ms (p50 ${f0(f.p50)} ms, p99 ${f0(f.p99)} ms)`,
       met: f.allAnsweredMs < FLASH_ANSWERED_MS,
       reproduce: f.reproduce,
     });
   } else {
-    out.push({ target: "flash sale", value: "–", met: undefined, reproduce: cmd("flash") });
+    out.push({ target: "18 flash sale", value: "–", met: undefined, reproduce: cmd("flash") });
   }
   // A service that died has no figure for that scenario: the others still count.
   const peaks = NODE_SERVICES.map((s) =>

@@ -40,7 +40,13 @@ export async function measureFlashSale(
         max: sale.allAnsweredMs,
         failed: sale.buyers - sale.created,
         errors: Object.values(sale.other).reduce((a, b) => a + b, 0),
-        statuses: { "201": sale.created, "409 insufficient_stock": sale.soldOut, "5xx": sale.server, ...sale.other },
+        statuses: {
+          "201": sale.created,
+          "409 insufficient_stock": sale.soldOut,
+          "5xx": sale.server,
+          ...sale.serverKinds,
+          ...sale.other,
+        },
       };
     },
   });
@@ -49,6 +55,7 @@ export async function measureFlashSale(
     FROM products p WHERE p.id = ${productId}`;
   const flash: Report["flash"] = sale && {
     ...sale,
+    stock: FLASH_STOCK,
     stockLeft: row?.stock ?? Number.NaN,
     ordersRows: row?.orders ?? Number.NaN,
     reproduce: "`npm run bench -- --only flash`",

@@ -7,8 +7,8 @@ import { NODE_SERVICES } from "./report.ts";
 
 /** Stock of the product every order scenario buys: set back before each, so none runs out. */
 export const STOCK = 10_000_000;
-export const FLASH_STOCK = 500;
-export const FLASH_BUYERS = 1000;
+export const FLASH_STOCK = 5000;
+export const FLASH_BUYERS = 10_000;
 /** The connection counts of the scaling scenarios (the one of --connections is the plain one). */
 export const SCALING = [1, 8, 32, 128];
 

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import type { Logger } from "@merch/kit";
 import Fastify, { type FastifyInstance } from "fastify";
+import { admitAtMost } from "./admission.ts";
 import { type Downstream, dbClients, logClients, networkDownstream } from "./clients.ts";
 import type { GatewayConfig } from "./config.ts";
 import { EventLog } from "./event-log.ts";
@@ -81,6 +82,7 @@ export async function buildGateway(
   let closing = false;
   const app = Fastify(serverOptions(config, logger, (err, socket) => answerClientError(err, socket, events)));
   app.server.maxConnections = config.http.maxConnections;
+  admitAtMost(app.server, config.http.maxRequestsInFlight);
   // One line a part; a new part is a new plugin file in plugins/ and a line here. Hooks run in
   // the order their plugins are registered: the request's span comes first, as the context
   // everything after it runs in; the security headers come before any answer. REST handlers may be

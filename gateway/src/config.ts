@@ -19,6 +19,8 @@ export interface HttpLimits {
   connectionTimeoutMs: number;
   /** Most connections open at once; more are refused at once. */
   maxConnections: number;
+  /** Most requests answered at once; past it idle connections are not read (gateway/src/admission.ts). */
+  maxRequestsInFlight: number;
   /** Most request-body bytes held at once across all requests; more is refused 503 (gateway/src/limits.ts). */
   maxInflightBodyBytes: number;
 }
@@ -124,7 +126,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig 
         headersTimeoutMs: e.int("HTTP_HEADERS_TIMEOUT_MS", 10_000, 1000, 600_000),
         keepAliveTimeoutMs: e.int("HTTP_KEEP_ALIVE_TIMEOUT_MS", 72_000, 1000, 600_000),
         connectionTimeoutMs: e.int("HTTP_CONNECTION_TIMEOUT_MS", 120_000, 1000, 3_600_000),
-        maxConnections: e.int("HTTP_MAX_CONNECTIONS", 10_000, 1, 1_000_000),
+        maxConnections: e.int("HTTP_MAX_CONNECTIONS", 20_000, 1, 1_000_000),
+        maxRequestsInFlight: e.int("HTTP_MAX_REQUESTS_IN_FLIGHT", 256, 1, 1_000_000),
         maxInflightBodyBytes: e.int("HTTP_MAX_INFLIGHT_BODY_BYTES", 32 * 1024 * 1024, 64 * 1024, 1024 * 1024 * 1024),
       },
       shutdownGraceMs: e.int("SHUTDOWN_GRACE_MS", 10_000, 0, 120_000),

@@ -166,7 +166,9 @@ describe("each service image", () => {
     const entries = [entry, ...composeCommands(name).map(([, script]) => script ?? ""), "kit/src/healthcheck.ts"];
 
     test(`${name}: runs ${entry} with node, as the unprivileged node user, in production`, () => {
-      assert.deepEqual(config.cmd, ["node", entry]);
+      // Through the hooks that run what the image's build stripped (kit/src/js-build.ts).
+      assert.deepEqual(config.cmd, ["node", "--import", "./kit/src/js-hooks.mjs", entry]);
+      assert.equal(files.get("/app/kit/src/js-hooks.mjs"), "kit/src/js-hooks.mjs");
       assert.equal(config.workdir, "/app");
       assert.equal(files.get(`/app/${entry}`), entry);
       assert.equal(config.user, "node");

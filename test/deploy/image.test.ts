@@ -8,7 +8,7 @@
 //     environment (as docker-compose resolves it from .env.example filled in), turns healthy by
 //     its HEALTHCHECK, serves the seeded products, and stops cleanly on its STOPSIGNAL.
 import assert from "node:assert/strict";
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { type ChildProcess, execFile, execFileSync, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -185,7 +185,26 @@ describe("the images' files with production dependencies only", () => {
         cpSync(built, to, { recursive: true, verbatimSymlinks: true });
       }
     }
+    // The node build steps of the stages after deps (stripping the sources' types), with this
+    // machine's node: a service's CMD runs what they made. (The others set up users and folders.)
+    if (stage !== "deps") {
+      for (const s of chainOf(stage).filter((x) => x.name !== "deps")) {
+        const builds = s.instructions.filter((i) => i.getKeyword() === "RUN" && argsOf(i).startsWith("node "));
+        for (const run of builds) {
+          execFileSync("sh", ["-c", argsOf(run)], {
+            cwd: dir,
+            env: { ...process.env, PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ""}` },
+          });
+        }
+      }
+    }
     return config;
+  }
+  /** A stage and the stages it is built FROM, the first first. */
+  function chainOf(stage: string): typeof stages {
+    const chain: typeof stages = [];
+    for (let s = stages.find((x) => x.name === stage); s; s = stages.find((x) => x.name === s?.from)) chain.unshift(s);
+    return chain;
   }
 
   test("the deps stage's npm ci installs from package-lock.json", async () => {
@@ -264,6 +283,9 @@ describe("the images' files with production dependencies only", () => {
       const env = { ...environment(name, config), PORT: String(ports[name]) };
       const [cmd, ...args] = config.cmd ?? [];
       assert.equal(cmd, "node");
+      // It runs the JavaScript its image's build made, not its TypeScript (kit/src/js-hooks.mjs).
+      assert.ok(args.includes("./kit/src/js-hooks.mjs"), `${name}'s CMD: ${config.cmd?.join(" ")}`);
+      assert.ok(existsSync(join(app(name), name, "build", "server.js")), `${name}'s image has no build of its server`);
       const child = spawn(process.execPath, args, { cwd: app(name), env, stdio: ["ignore", "pipe", "pipe"] });
       let output = "";
       child.stdout.on("data", (d: Buffer) => {

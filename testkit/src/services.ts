@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
+import { buildServiceJs, JS_HOOKS } from "@merch/kit/js-build";
 import { prettyFactory } from "pino-pretty";
 import { REPO_ROOT } from "./paths.ts";
 
@@ -27,13 +28,15 @@ export interface ServiceProcess {
  * V8 lets a busy service's heap grow to several hundred MB of garbage before collecting; with
  * them each stays under 150 MB resident. log-service gets a larger old space: it holds batches
  * on their way to Kafka, and at 48 MB it spent a third of its time collecting. The gateway holds
- * every client's request while it waits: with 48 MB, a flash sale's thousand buyers at once ran
- * it out of heap (test/e2e/flash-sale.test.ts). bench/results.md has the measurements.
+ * a connection's objects for each client (about 4 KB of heap each, beside about 7 KB of native
+ * memory, Node's HTTP parser): 10,000 buyers' connections alone ran it out of 64 MB, and at 96 MB
+ * its CPU per order in the flash sale doubled, collecting. The requests it holds are bounded by
+ * HTTP_MAX_REQUESTS_IN_FLIGHT (gateway/src/admission.ts). bench/results.md has the measurements.
  */
 export const SERVICE_NODE_FLAGS: Record<ServiceName, string[]> = {
   "db-service": ["--max-semi-space-size=2", "--max-old-space-size=48"],
   "log-service": ["--max-semi-space-size=4", "--max-old-space-size=56"],
-  gateway: ["--max-semi-space-size=2", "--max-old-space-size=64"],
+  gateway: ["--max-semi-space-size=2", "--max-old-space-size=128"],
 };
 
 const COLOURS: Record<ServiceName, string> = {
@@ -74,7 +77,16 @@ export function runService(
   let child: ChildProcess;
   let exit: Promise<number | string>;
   const start = () => {
-    const args = [...SERVICE_NODE_FLAGS[name], join(REPO_ROOT, ENTRY[name])];
+    // The service runs the JavaScript of its sources, stripped here when they changed, not the
+    // sources themselves: Node's type stripper would stay resident in it (kit/src/js-build.ts).
+    // SERVICES_FROM_SOURCES=1 runs the TypeScript itself (to compare, or for a debugger).
+    const fromSources = process.env.SERVICES_FROM_SOURCES === "1";
+    if (!fromSources) buildServiceJs(REPO_ROOT);
+    const args = [
+      ...SERVICE_NODE_FLAGS[name],
+      ...(fromSources ? [] : ["--import", JS_HOOKS]),
+      join(REPO_ROOT, ENTRY[name]),
+    ];
     child = spawn(process.execPath, args, {
       cwd: REPO_ROOT,
       // A free metrics port unless one is named: services started side by side never collide.

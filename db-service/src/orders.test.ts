@@ -4,6 +4,7 @@ import { Code } from "@connectrpc/connect";
 import { OrderStatus } from "@merch/gen/merch/store/v1/order_pb";
 import { reasonName, reasonOf, refusalError } from "@merch/kit";
 import { rejectsFields, rejectsWith } from "@merch/testkit";
+import postgres from "postgres";
 import {
   type DbStack,
   newProduct,
@@ -87,6 +88,18 @@ for (const transport of TRANSPORTS) {
       assert.equal(await stockOf(stack.pg.url, productId), 0);
       const { orders } = await c().orders.listOrders({ session });
       assert.equal(orders.length, 3);
+      // The call's orders went in one transaction: the first did not start a batch alone.
+      const placedIds = results.flatMap((r) =>
+        r.result.case === "placed" && !r.result.value.replayed ? [r.result.value.order?.id ?? 0] : [],
+      );
+      const sql = postgres(stack.pg.url, { max: 1, onnotice: () => {} });
+      try {
+        const [row] = await sql<{ n: number }[]>`
+          SELECT count(DISTINCT xmin::text)::int AS n FROM orders WHERE id = ANY(${placedIds}::int[])`;
+        assert.equal(row?.n, 1, `orders ${placedIds.join(", ")} committed in one transaction`);
+      } finally {
+        await sql.end();
+      }
     });
 
     test("PlaceOrders with one invalid order is refused as a whole, naming its field, and places nothing", async () => {

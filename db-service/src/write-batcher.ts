@@ -153,12 +153,17 @@ export class WriteBatcher {
           reject(err);
         },
       });
-      if (!this.#draining) void this.#drain();
+      if (!this.#draining) {
+        // The batch starts once the code that asked has run to its first await: the writes one
+        // call makes together (PlaceOrders' orders) then go in one transaction, not the first
+        // alone and the rest in the next.
+        this.#draining = true;
+        queueMicrotask(() => void this.#drain());
+      }
     }) as Promise<T>;
   }
 
   async #drain(): Promise<void> {
-    this.#draining = true;
     try {
       while (this.#queue.length > 0) {
         const retry = await this.#attempt(this.#queue.splice(0, this.#maxBatch));

@@ -98,6 +98,8 @@ test("a caller that hangs up while its batch runs gets nothing committed; the re
   const leaving = new AbortController();
   // 150000 sleeps 1.5 s at commit: the caller leaves before that.
   const slow = batcher.run("test.insert", insert(150_000), forever);
+  // A batch starts once its caller has queued what it asks for together: let this one start.
+  await new Promise((r) => setImmediate(r));
   const gone = batcher.run("test.insert", insert(3000), { signal: leaving.signal, deadline: Number.POSITIVE_INFINITY });
   const stays = batcher.run("test.insert", insert(3001), forever);
   await slow;

@@ -139,7 +139,8 @@ export class Measurer {
 }
 
 async function publishedEvents(store: Store): Promise<number> {
-  const text = await (await fetch(`${store.stack.services["log-service"].url}/metrics`)).text();
+  // /metrics is served on the metrics port only (issue 17): on the RPC port it is 404.
+  const text = await (await fetch(store.stack.metricsUrls["log-service"])).text();
   return Number(/^log_events_published_total\s+(\d+)/m.exec(text)?.[1] ?? Number.NaN);
 }
 
@@ -155,6 +156,8 @@ async function drainLogs(store: Store): Promise<void> {
   let steady = 0;
   while (Date.now() < deadline) {
     const published = await publishedEvents(store);
+    // A count that cannot be read would never be steady: every scenario waited 15 s for it.
+    if (Number.isNaN(published)) throw new Error("log-service's metrics give no log_events_published_total");
     steady = published === last ? steady + 1 : 0;
     if (steady >= 3) return;
     last = published;

@@ -24,8 +24,11 @@ export function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
   }
 }
 
-/** Starts scripts/start.ts in a process group of its own; it is killed if the test process exits. */
-export function npmStart(dataDir: string, ports: StartPorts): NpmStart {
+/**
+ * Starts scripts/start.ts in a process group of its own; it is killed if the test process exits.
+ * `env` adds to or overrides its environment (undefined removes a variable).
+ */
+export function npmStart(dataDir: string, ports: StartPorts, env: Record<string, string | undefined> = {}): NpmStart {
   const child = spawn(process.execPath, [join(REPO_ROOT, "scripts", "start.ts")], {
     cwd: REPO_ROOT,
     detached: true,
@@ -38,6 +41,7 @@ export function npmStart(dataDir: string, ports: StartPorts): NpmStart {
       LOG_SERVICE_PORT: String(ports.log),
       PG_PORT: String(ports.pg),
       LOG_FORMAT: "json",
+      ...env,
     },
     stdio: ["ignore", "pipe", "pipe"],
   });

@@ -206,7 +206,7 @@ test("orders placed together make batch spans, not spans per order, in the gatew
     const spans = (await zipkin.trace(b.traceId)) ?? [];
     assert.deepEqual(
       spans.map((s) => `${s.localEndpoint?.serviceName} ${s.kind ?? "INTERNAL"} ${s.name}`).sort(),
-      [`db-service SERVER ${PLACE_ORDERS}`, "gateway CLIENT " + PLACE_ORDERS, "gateway INTERNAL gateway order batch"],
+      [`db-service SERVER ${PLACE_ORDERS}`, `gateway CLIENT ${PLACE_ORDERS}`, "gateway INTERNAL gateway order batch"],
       "a batch's trace holds the batch and its call only: no span per write",
     );
     const served = spans.find((s) => s.kind === "SERVER");

@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { freePort, REPO_ROOT } from "@merch/testkit";
+import { freePort } from "@merch/testkit";
+import { type NpmStart, npmStart, type StartPorts } from "./npm-start.ts";
 
 // `npm start` as a user runs it: one command, the whole store on embedded defaults, data kept
 // between runs, processes that die started again, internal ports on loopback only, secrets
@@ -14,39 +15,18 @@ const dataDir = mkdtempSync(join(tmpdir(), "merch-start-"));
 chmodSync(dataDir, 0o755);
 after(() => rmSync(dataDir, { recursive: true, force: true }));
 
-async function startStore(
-  ports: { gateway: number; db: number; log: number; pg: number },
-  extraEnv: Record<string, string> = {},
-) {
-  const child = spawn(process.execPath, [join(REPO_ROOT, "scripts", "start.ts")], {
-    cwd: REPO_ROOT,
-    env: {
-      PATH: process.env.PATH ?? "",
-      HOME: process.env.HOME ?? "",
-      DATA_DIR: dataDir,
-      GATEWAY_PORT: String(ports.gateway),
-      DB_SERVICE_PORT: String(ports.db),
-      LOG_SERVICE_PORT: String(ports.log),
-      PG_PORT: String(ports.pg),
-      ...extraEnv,
-    },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  child.stdout.on("data", (d: Buffer) => {
-    output += d.toString();
-  });
-  child.stderr.on("data", (d: Buffer) => {
-    output += d.toString();
-  });
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  process.once("exit", () => child.kill("SIGKILL"));
+/** npm start on this test's data directory, once it says the store is ready. */
+async function startStore(ports: StartPorts, extraEnv: Record<string, string> = {}): Promise<NpmStart> {
+  // Its log format as a person gets it unless the test asks for one.
+  const store = npmStart(dataDir, ports, { LOG_FORMAT: undefined, ...extraEnv });
   const deadline = Date.now() + 90_000;
-  while (!output.includes("The SUSTech Merch Store is ready.")) {
-    if (Date.now() > deadline || child.exitCode !== null) assert.fail(`npm start did not get ready:\n${output}`);
+  while (!store.output().includes("The SUSTech Merch Store is ready.")) {
+    if (Date.now() > deadline || store.child.exitCode !== null) {
+      assert.fail(`npm start did not get ready:\n${store.output()}`);
+    }
     await new Promise((r) => setTimeout(r, 100));
   }
-  return { child, exited, output: () => output };
+  return store;
 }
 
 /** The local addresses the process listens on (TCP), read from /proc as `ss -ltnp` would. */

@@ -102,6 +102,24 @@ for (const transport of TRANSPORTS) {
       }
     });
 
+    test("PlaceOrders takes 128 orders with the longest keys in one call, and refuses 129", async () => {
+      const me = await newUser(c());
+      const session = sessionOf(me);
+      const productId = await newProduct(stack.pg.url, 200);
+      const orders = (n: number, tag: string) =>
+        Array.from({ length: n }, (_, i) => ({
+          session,
+          productId,
+          quantity: 1,
+          idempotencyKey: `${tag}-${i}-`.padEnd(255, "k"),
+        }));
+      await rejectsFields(c().orders.placeOrders({ orders: orders(129, "over") }), ["orders"]);
+      assert.equal(await stockOf(stack.pg.url, productId), 200);
+      const { results } = await c().orders.placeOrders({ orders: orders(128, "full") });
+      assert.equal(results.filter((r) => r.result.case === "placed").length, 128);
+      assert.equal(await stockOf(stack.pg.url, productId), 72);
+    });
+
     test("PlaceOrders with one invalid order is refused as a whole, naming its field, and places nothing", async () => {
       const me = await newUser(c());
       const session = sessionOf(me);

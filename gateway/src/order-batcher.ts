@@ -29,7 +29,7 @@ interface Waiting {
 }
 
 export interface OrderBatcherOptions {
-  /** Orders per PlaceOrders call at most (db-service takes up to 256). */
+  /** Orders per PlaceOrders call at most (db-service takes up to 128). */
   maxBatch?: number;
   /** PlaceOrders calls in flight at once; orders arriving meanwhile form the next batch. */
   maxInFlight?: number;

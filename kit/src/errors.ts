@@ -1,6 +1,7 @@
 import { create, createRegistry, toBinary } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { createValidator, type Validator } from "@bufbuild/protovalidate";
+import { RE2JS } from "@bufbuild/re2";
 import { type Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { createValidateInterceptor } from "@connectrpc/validate";
 import { ViolationsSchema } from "@merch/gen/buf/validate/validate_pb";
@@ -95,7 +96,32 @@ export function fromValidationError(err: ConnectError): ConnectError | undefined
  * without them it refuses to compile any message that uses one.
  */
 export function storeValidator(): Validator {
-  return createValidator({ registry: createRegistry(file_merch_common_v1_rules) });
+  return createValidator({ registry: createRegistry(file_merch_common_v1_rules), regexMatch: storeRegexMatch });
+}
+
+/**
+ * A whole string of one class of printable ASCII characters, a bounded number of times
+ * (`^[A-Za-z0-9_.-]{3,50}$`), written without `[`, `\\`, `]` or `^` inside the class (no escape,
+ * negation or POSIX class to read differently): the platform's RegExp reads it as RE2 does (only
+ * ASCII can match, so UTF-16 units and code points count alike) and matches it in linear time
+ * (one class, nothing to backtrack into).
+ */
+const ONE_ASCII_CLASS = /^\^\[[ -Z_-~]+\]\{\d+,\d+\}\$$/;
+const patterns = new Map<string, RegExp | RE2JS>();
+
+/**
+ * protovalidate's `matches()`, as its default (RE2) but for the patterns of ONE_ASCII_CLASS,
+ * which the platform's RegExp matches many times faster: an idempotency key is checked on every
+ * order, and RE2 in JavaScript was db-service's costliest regex.
+ */
+export function storeRegexMatch(pattern: string, against: string): boolean {
+  let re = patterns.get(pattern);
+  if (re === undefined) {
+    re = ONE_ASCII_CLASS.test(pattern) ? new RegExp(pattern) : RE2JS.compile(pattern);
+    // The store's rules are a fixed set; a pattern made from input would not be kept.
+    if (patterns.size < 256) patterns.set(pattern, re);
+  }
+  return re.test(against);
 }
 
 /**

@@ -136,9 +136,13 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 type Row = Record<string, unknown>;
 
-function pick<K extends string>(row: Row, prefix: string, columns: readonly { key: K }[]): Record<K, unknown> {
+// The result's column for each field, named once: no name is built per row.
+const ORDER_FIELDS = ORDER_COLUMNS.map((c) => ({ key: c.key, alias: `o.${c.key}` }));
+const PRODUCT_FIELDS = PRODUCT_COLUMNS.map((c) => ({ key: c.key, alias: `p.${c.key}` }));
+
+function pick<K extends string>(row: Row, fields: readonly { key: K; alias: string }[]): Record<K, unknown> {
   const out = {} as Record<K, unknown>;
-  for (const { key } of columns) out[key] = row[`${prefix}.${key}`];
+  for (const { key, alias } of fields) out[key] = row[alias];
   return out;
 }
 
@@ -146,15 +150,13 @@ function outcomeOf(row: Row): OrderOutcome {
   const kind = String(row.outcome);
   switch (kind) {
     case "placed": {
-      const product = pick(row, "p", PRODUCT_COLUMNS) as ProductRow;
-      return {
-        kind,
-        order: pick(row, "o", ORDER_COLUMNS) as OrderRow,
-        product: { ...product, stock: Number(row.left_after) },
-      };
+      // The product as this order left it: its stock after this order.
+      const product = pick(row, PRODUCT_FIELDS) as ProductRow;
+      product.stock = Number(row.left_after);
+      return { kind, order: pick(row, ORDER_FIELDS) as OrderRow, product };
     }
     case "replay":
-      return { kind, order: pick(row, "o", ORDER_COLUMNS) as OrderRow };
+      return { kind, order: pick(row, ORDER_FIELDS) as OrderRow };
     case "insufficient_stock":
       return { kind, stock: Number(row.left_before) };
     case "again":

@@ -102,6 +102,46 @@ for (const transport of TRANSPORTS) {
       }
     });
 
+    test("PlaceOrders answers each product once, as the call's last order of it left it", async () => {
+      const me = await newUser(c());
+      const session = sessionOf(me);
+      const a = await newProduct(stack.pg.url, 6, "3.00");
+      const b = await newProduct(stack.pg.url, 20, "4.00");
+      const untouched = await newProduct(stack.pg.url, 30);
+      await c().orders.placeOrder({ session, productId: untouched, quantity: 1, idempotencyKey: "once-r" });
+      const { results, products } = await c().orders.placeOrders({
+        orders: [
+          { session, productId: a, quantity: 2 },
+          { session, productId: b, quantity: 1 },
+          { session, productId: a, quantity: 3 },
+          // A replay takes nothing: its product is not answered.
+          { session, productId: untouched, quantity: 1, idempotencyKey: "once-r" },
+          { session, productId: a, quantity: 3 },
+          { session, productId: b, quantity: 3 },
+        ],
+      });
+      const placed = results.flatMap((r) => (r.result.case === "placed" ? [r.result.value] : []));
+      assert.equal(placed.length, 5);
+      assert.ok(
+        placed.every((p) => p.product === undefined),
+        "no placed result carries its product",
+      );
+      // a: 6 − 2 − 3 (the last 3 did not fit); b: 20 − 1 − 3.
+      assert.deepEqual(
+        products.map((p) => [p.id, p.stock, p.price]).sort((x, y) => Number(x[0]) - Number(y[0])),
+        [
+          [a, 1, "3.00"],
+          [b, 16, "4.00"],
+        ],
+      );
+      assert.equal(await stockOf(stack.pg.url, a), 1);
+      assert.equal(await stockOf(stack.pg.url, b), 16);
+      // PlaceOrder still answers with the product as its order left it.
+      const single = await c().orders.placeOrder({ session, productId: a, quantity: 1 });
+      assert.equal(single.product?.id, a);
+      assert.equal(single.product?.stock, 0);
+    });
+
     test("PlaceOrders takes 128 orders with the longest keys in one call, and refuses 129", async () => {
       const me = await newUser(c());
       const session = sessionOf(me);

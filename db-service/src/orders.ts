@@ -13,7 +13,7 @@ import { orderToProto, productToProto } from "./convert.ts";
 import { constraintOf, type Database, type Db, sqlState, toConnectError } from "./db.ts";
 import { OrderBatch, type OrderOutcome } from "./order-batch.ts";
 import { productNotFound } from "./products.ts";
-import { type OrderRow, orders, products } from "./schema.ts";
+import { type OrderRow, orders, type ProductRow, products } from "./schema.ts";
 import { requireSession, requireStaff, sessionEnded, sessionOpen, staffSessionOpen } from "./sessions.ts";
 import type { Caller, Tx, WriteBatcher } from "./write-batcher.ts";
 
@@ -65,6 +65,12 @@ function pageOf(rows: OrderRow[], size: number) {
   return { orders: items.map(orderToProto), nextPageToken: more && last ? encodePageToken(last.id) : "" };
 }
 
+/** One order's answer, and the product as it left it when it was placed now. */
+interface Placed {
+  response: MessageInitShape<typeof PlaceOrderResponseSchema>;
+  product: ProductRow | undefined;
+}
+
 function callerOf(ctx: HandlerContext): Caller {
   const left = ctx.timeoutMs();
   return { signal: ctx.signal, deadline: left === undefined ? Number.POSITIVE_INFINITY : Date.now() + left };
@@ -114,10 +120,12 @@ export function orderService(
     throw orderNotFound(orderId);
   }
 
-  async function place(
-    req: PlaceOrderRequest,
-    caller: Caller,
-  ): Promise<MessageInitShape<typeof PlaceOrderResponseSchema>> {
+  /**
+   * Places one order: its answer, without its product, and the product as the order left it
+   * (when it was placed now), which PlaceOrder answers with each order and PlaceOrders once per
+   * product for the whole call.
+   */
+  async function place(req: PlaceOrderRequest, caller: Caller): Promise<Placed> {
     const { session, productId, quantity } = req;
     const userId = session?.userId ?? 0;
     // Without a key from the caller the order still gets one, so that a batch run again can
@@ -137,15 +145,15 @@ export function orderService(
         // A concurrent request with the same key committed first: answer as it did.
         if (sqlState(err) === "23505" && constraintOf(err) === "orders_user_id_idempotency_key_key") {
           const earlier = await replay(userId, key, productId, quantity);
-          if (earlier) return earlier;
+          if (earlier) return { response: earlier, product: undefined };
         }
         throw err;
       }
       switch (outcome.kind) {
         case "placed":
-          return { order: orderToProto(outcome.order), replayed: false, product: productToProto(outcome.product) };
+          return { response: { order: orderToProto(outcome.order), replayed: false }, product: outcome.product };
         case "replay":
-          return replayOf(outcome.order, productId, quantity);
+          return { response: replayOf(outcome.order, productId, quantity), product: undefined };
         case "again":
           // The same key earlier in the same batch: that one has committed now; ask again.
           continue;
@@ -160,16 +168,26 @@ export function orderService(
   }
 
   return {
-    placeOrder: (req, ctx) => place(req, callerOf(ctx)),
+    async placeOrder(req, ctx) {
+      const { response, product } = await place(req, callerOf(ctx));
+      return product === undefined ? response : { ...response, product: productToProto(product) };
+    },
 
     async placeOrders(req, ctx) {
       // Every order joins the write batch in this same tick, so they are placed together; each
-      // gets the answer PlaceOrder would have given it.
+      // gets the answer PlaceOrder would have given it, but for its product: each product is
+      // answered once, as the last of the call's orders left it. The last answered is the
+      // latest: write batches commit one at a time, and each answers its orders in arrival order
+      // (the order that took the most of a product is last).
       const caller = callerOf(ctx);
+      const latest = new Map<number, ProductRow>();
       const results = await Promise.all(
         req.orders.map((order) =>
           place(order, caller).then(
-            (placed) => ({ result: { case: "placed" as const, value: placed } }),
+            ({ response, product }) => {
+              if (product !== undefined) latest.set(product.id, product);
+              return { result: { case: "placed" as const, value: response } };
+            },
             (err: unknown) => {
               const refusal = toConnectError(err);
               logFailure(logger, PLACE_ORDERS, refusal);
@@ -178,7 +196,7 @@ export function orderService(
           ),
         ),
       );
-      return { results };
+      return { results, products: Array.from(latest.values(), productToProto) };
     },
 
     async getOrder(req) {

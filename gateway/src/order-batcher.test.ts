@@ -108,6 +108,29 @@ test("40 orders at once for a stock of 30: 30 placed, 10 insufficient_stock, in 
   assert.equal(row?.stock, 0);
 });
 
+test("every placed order answers with its product as the batch left it, though db-service sends each once", async () => {
+  const me = await session();
+  const a = await product(10);
+  const b = await product(10);
+  const batcher = new OrderBatcher(db.orders, { timeoutMs: 30_000 });
+  calls.clear();
+  const answers = await Promise.all(
+    [a, b, a, b, a].map((productId, i) =>
+      batcher.place({ session: me, productId, quantity: 2, idempotencyKey: `p-${i}` }),
+    ),
+  );
+  assert.equal(calls.get("PlaceOrders"), 1, "the five went in one call");
+  for (const answer of answers) {
+    assert.equal(answer.product?.id, answer.order?.productId);
+    // a: 10 − 3 × 2, b: 10 − 2 × 2: what the last order of each left, in every answer of it.
+    assert.equal(answer.product?.stock, answer.order?.productId === a ? 4 : 6);
+  }
+  // A repeat takes nothing and, as PlaceOrder's replay, answers no product.
+  const replay = await batcher.place({ session: me, productId: a, quantity: 2, idempotencyKey: "p-0" });
+  assert.equal(replay.replayed, true);
+  assert.equal(replay.product, undefined);
+});
+
 test("an invalid order in a batch is refused alone, naming its field; the others are placed", async () => {
   const me = await session();
   const productId = await product(10);

@@ -1,6 +1,7 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { PlaceOrderRequestSchema, PlaceOrderResponse } from "@merch/gen/merch/store/v1/order_pb";
+import type { Product } from "@merch/gen/merch/store/v1/product_pb";
 import {
   context,
   ErrorReason,
@@ -132,14 +133,23 @@ export class OrderBatcher {
     const base = trace.deleteSpan(context.active());
     const timeoutMs = Math.max(1, Math.floor(Math.min(...batch.map((w) => w.deadline)) - performance.now()));
     try {
-      const { results } = await context.with(span ? trace.setSpan(base, span) : base, () =>
+      const { results, products } = await context.with(span ? trace.setSpan(base, span) : base, () =>
         this.#orders.placeOrders({ orders: batch.map((w) => w.request) }, { timeoutMs }),
       );
       if (results.length !== batch.length) throw new Error("db-service answered a batch with the wrong count");
+      // Each product comes once for the whole call, as its last placed order left it: every
+      // placed order answers with it, as PlaceOrder answers with the product it left.
+      const byId = new Map<number, Product>();
+      for (const product of products) byId.set(product.id, product);
       batch.forEach((w, i) => {
         const result = results[i]?.result;
-        if (result?.case === "placed") w.resolve(result.value);
-        else if (result?.case === "refused") w.reject(refusalError(result.value));
+        if (result?.case === "placed") {
+          const placed = result.value;
+          if (placed.product === undefined && placed.order && !placed.replayed) {
+            placed.product = byId.get(placed.order.productId);
+          }
+          w.resolve(placed);
+        } else if (result?.case === "refused") w.reject(refusalError(result.value));
         else w.reject(new Error("db-service sent an empty result"));
       });
       span?.end();

@@ -194,6 +194,8 @@ export class ProductCache {
     this.#heard?.set(product.id, product);
     const snapshot = this.#snapshot;
     if (!snapshot) return;
+    // The orders of one PlaceOrders call share their product's answer: it is rendered once.
+    if (snapshot.byId.get(product.id)?.product === product) return;
     snapshot.byId.set(product.id, entry(product));
     snapshot.list = undefined;
   }

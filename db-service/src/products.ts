@@ -2,9 +2,9 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import type { Product, ProductService } from "@merch/gen/merch/store/v1/product_pb";
 import type { Logger } from "@merch/kit";
 import { ErrorReason, rpcError } from "@merch/kit";
-import { and, asc, eq, inArray } from "drizzle-orm";
+import { and, asc, eq, sql } from "drizzle-orm";
 import { productToProto } from "./convert.ts";
-import { type Database, databaseUnavailable } from "./db.ts";
+import { type Database, type Db, databaseUnavailable } from "./db.ts";
 import { products } from "./schema.ts";
 
 export const productNotFound = (id: number) => rpcError(ErrorReason.PRODUCT_NOT_FOUND, `product ${id} does not exist`);
@@ -22,6 +22,24 @@ interface Listener {
   change(products: Product[], snapshot: boolean, removed: number[]): void;
   /** The feed can no longer keep this listener up to date (the database went away). */
   lost(): void;
+}
+
+/** The changed products' query, built once per pool: every batch of orders that takes stock loads them. */
+const changedQueries = new WeakMap<Db, ReturnType<typeof buildChangedQuery>>();
+const buildChangedQuery = (db: Db) =>
+  db
+    .select()
+    .from(products)
+    .where(sql`${products.id} = ANY(${sql.placeholder("ids")}::int4[])`)
+    .prepare("product_changed");
+
+function changedQuery(db: Db): ReturnType<typeof buildChangedQuery> {
+  let query = changedQueries.get(db);
+  if (query === undefined) {
+    query = buildChangedQuery(db);
+    changedQueries.set(db, query);
+  }
+  return query;
 }
 
 /**
@@ -107,9 +125,7 @@ export class ProductFeed {
         const ids = [...this.#pending];
         this.#pending = new Set();
         if (this.#listeners.size === 0) continue;
-        const rows = await this.#database.run("product.changed", (db) =>
-          db.select().from(products).where(inArray(products.id, ids)),
-        );
+        const rows = await this.#database.run("product.changed", (db) => changedQuery(db).execute({ ids }));
         const changed = rows.filter((r) => !r.archived).map(productToProto);
         const removed = rows.filter((r) => r.archived).map((r) => r.id);
         for (const listener of this.#listeners) listener.change(changed, false, removed);

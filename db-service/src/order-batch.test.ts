@@ -109,6 +109,11 @@ describe("a batch of orders", () => {
     assert.equal(replay.order.id, earlier.order.id);
     assert.equal(fourth.order.idempotencyKey, odd);
     assert.equal(fourth.product.stock, 0);
+    // Only the first placed order of a product is sent its columns; the later ones still get them.
+    assert.deepEqual({ ...fourth.product, stock: 1 }, first.product);
+    assert.equal(fourth.product.price, "5.00");
+    assert.equal(eighth.product.id, roomy);
+    assert.equal(eighth.product.stock, 100 - 2 - 3);
     assert.ok(fourth.order.id > first.order.id, "ids follow arrival order");
     assert.equal(eighth.order.totalPrice, "3.75");
     assert.equal(last.stock, 0);

@@ -120,6 +120,12 @@ orows AS (
   JOIN judged j ON j.user_id = pl.user_id AND j.key = pl.idempotency_key AND j.verdict = 'candidate'
   UNION ALL
   SELECT * FROM prior
+),
+-- The first placed order of each product: the one answer row that carries the product's columns
+-- (the others of that product take them from it, with their own stock), so the product's text is
+-- sent and parsed once per batch, not once per order.
+firsts AS (
+  SELECT min(seq) AS seq FROM walk WHERE ok GROUP BY product_id
 )
 SELECT j.seq,
   CASE WHEN j.verdict <> 'candidate' THEN j.verdict WHEN w.ok THEN 'placed' ELSE 'insufficient_stock' END AS outcome,
@@ -129,7 +135,8 @@ SELECT j.seq,
 FROM judged j
 LEFT JOIN walk w ON w.seq = j.seq
 LEFT JOIN orows o ON o.seq = j.seq
-LEFT JOIN products p ON p.id = j.product_id
+LEFT JOIN firsts f ON f.seq = j.seq
+LEFT JOIN products p ON p.id = j.product_id AND f.seq IS NOT NULL
 ORDER BY j.seq`;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -146,14 +153,23 @@ function pick<K extends string>(row: Row, fields: readonly { key: K; alias: stri
   return out;
 }
 
-function outcomeOf(row: Row): OrderOutcome {
+/**
+ * One answer row's outcome. `products` holds, by id, the product columns of the batch's first
+ * placed order of each product (the only row that carries them; rows come in arrival order).
+ */
+function outcomeOf(row: Row, products: Map<number, ProductRow>): OrderOutcome {
   const kind = String(row.outcome);
   switch (kind) {
     case "placed": {
+      const order = pick(row, ORDER_FIELDS) as OrderRow;
+      let product = products.get(order.productId);
+      if (row["p.id"] !== null) {
+        product = pick(row, PRODUCT_FIELDS) as ProductRow;
+        products.set(order.productId, product);
+      }
+      if (product === undefined) throw new Error("order batch: a placed order's product was not sent");
       // The product as this order left it: its stock after this order.
-      const product = pick(row, PRODUCT_FIELDS) as ProductRow;
-      product.stock = Number(row.left_after);
-      return { kind, order: pick(row, ORDER_FIELDS) as OrderRow, product };
+      return { kind, order, product: { ...product, stock: Number(row.left_after) } };
     }
     case "replay":
       return { kind, order: pick(row, ORDER_FIELDS) as OrderRow };
@@ -206,10 +222,11 @@ export class OrderBatch implements Joint {
     if (requests.length === 0) return;
     try {
       const rows = await placeAll(this.#raw, requests);
+      const products = new Map<number, ProductRow>();
       for (const [i, answer] of answers.entries()) {
         const row = rows[i];
         if (row === undefined) answer.reject(new Error("order batch: a request had no answer"));
-        else answer.resolve(outcomeOf(row));
+        else answer.resolve(outcomeOf(row, products));
       }
     } catch (err) {
       for (const answer of answers) answer.reject(err);
@@ -228,7 +245,8 @@ export async function placeOrders(
   raw: postgres.TransactionSql,
   requests: readonly OrderRequest[],
 ): Promise<OrderOutcome[]> {
-  return (await placeAll(raw, requests)).map(outcomeOf);
+  const products = new Map<number, ProductRow>();
+  return (await placeAll(raw, requests)).map((row) => outcomeOf(row, products));
 }
 
 async function placeAll(raw: postgres.TransactionSql, requests: readonly OrderRequest[]): Promise<Row[]> {

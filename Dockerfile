@@ -59,7 +59,7 @@ COPY db-init/migrations db-init/migrations
 RUN node kit/src/js-build.ts
 USER node
 # The same V8 heap limits as testkit/src/services.ts (SERVICE_NODE_FLAGS); bench/results.md says why.
-ENV PORT=50051 NODE_OPTIONS="--max-semi-space-size=2 --max-old-space-size=48"
+ENV PORT=50051 NODE_OPTIONS="--max-semi-space-size=4 --max-old-space-size=48"
 EXPOSE 50051
 HEALTHCHECK --interval=10s --timeout=30s --start-period=30s --retries=3 \
   CMD ["node", "/app/kit/src/healthcheck.ts", "grpc"]

@@ -112,6 +112,9 @@ before(async () => {
     HTTP_REQUEST_TIMEOUT_MS: "2000",
     SHUTDOWN_GRACE_MS: "1500",
     CORS_ORIGINS: "http://shop.example",
+    // Every idle connection detached from the HTTP server after each answer and attached again
+    // with its next request (gateway/src/admission.ts): every test below goes through that path.
+    HTTP_MAX_ATTACHED_CONNECTIONS: "0",
   });
   gateway = await buildGateway(config, createLogger("gateway", process.env.TEST_LOG_LEVEL ?? "silent"), {
     db: createRouterTransport((router) => {

@@ -82,7 +82,10 @@ export async function buildGateway(
   let closing = false;
   const app = Fastify(serverOptions(config, logger, (err, socket) => answerClientError(err, socket, events)));
   app.server.maxConnections = config.http.maxConnections;
-  admitAtMost(app.server, config.http.maxRequestsInFlight);
+  admitAtMost(app.server, {
+    maxInFlight: config.http.maxRequestsInFlight,
+    maxAttached: config.http.maxAttachedConnections,
+  });
   // One line a part; a new part is a new plugin file in plugins/ and a line here. Hooks run in
   // the order their plugins are registered: the request's span comes first, as the context
   // everything after it runs in; the security headers come before any answer. REST handlers may be

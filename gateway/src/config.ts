@@ -21,6 +21,12 @@ export interface HttpLimits {
   maxConnections: number;
   /** Most requests answered at once; past it idle connections are not read (gateway/src/admission.ts). */
   maxRequestsInFlight: number;
+  /**
+   * Most idle connections the HTTP server keeps set up (a parser each, about 8 KB) between
+   * requests; past it an idle connection is detached after its answer until its next request
+   * (gateway/src/admission.ts).
+   */
+  maxAttachedConnections: number;
   /** Most request-body bytes held at once across all requests; more is refused 503 (gateway/src/limits.ts). */
   maxInflightBodyBytes: number;
 }
@@ -128,6 +134,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): GatewayConfig 
         connectionTimeoutMs: e.int("HTTP_CONNECTION_TIMEOUT_MS", 120_000, 1000, 3_600_000),
         maxConnections: e.int("HTTP_MAX_CONNECTIONS", 20_000, 1, 1_000_000),
         maxRequestsInFlight: e.int("HTTP_MAX_REQUESTS_IN_FLIGHT", 256, 1, 1_000_000),
+        maxAttachedConnections: e.int("HTTP_MAX_ATTACHED_CONNECTIONS", 256, 0, 1_000_000),
         maxInflightBodyBytes: e.int("HTTP_MAX_INFLIGHT_BODY_BYTES", 32 * 1024 * 1024, 64 * 1024, 1024 * 1024 * 1024),
       },
       shutdownGraceMs: e.int("SHUTDOWN_GRACE_MS", 10_000, 0, 120_000),

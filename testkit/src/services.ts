@@ -28,13 +28,16 @@ export interface ServiceProcess {
  * V8 lets a busy service's heap grow to several hundred MB of garbage before collecting; with
  * them each stays under 150 MB resident. log-service gets a larger old space: it holds batches
  * on their way to Kafka, and at 48 MB it spent a third of its time collecting. The gateway holds
- * a connection's objects for each client (about 4 KB of heap each, beside about 7 KB of native
- * memory, Node's HTTP parser): 10,000 buyers' connections alone ran it out of 64 MB, and at 96 MB
- * its CPU per order in the flash sale doubled, collecting. The requests it holds are bounded by
- * HTTP_MAX_REQUESTS_IN_FLIGHT (gateway/src/admission.ts). db-service's young generation is 4 MB a
- * semi-space: at 2 MB collecting was a fifth of its profile under `POST /orders` (each scavenge copies
- * the orders in flight, so fewer scavenges cost less), for some 3 MB more resident (122 MB at most,
- * the flash sale included). bench/results.md has the measurements.
+ * about 3 KB for each open connection its HTTP server has not set up (gateway/src/admission.ts
+ * keeps Node's parser, about 10 KB a connection, to connections sending a request and a bounded
+ * few idle ones); its live heap in the flash sale is still about 55 MB, and with less old space
+ * it collects too often: at 96 MB garbage collection was 26 % of its profile and the sale sold out
+ * after more than 3 s in two runs of three, at 64 MB its CPU per request nearly doubled. The
+ * requests it holds are bounded by HTTP_MAX_REQUESTS_IN_FLIGHT (gateway/src/admission.ts).
+ * db-service's young generation is 4 MB a semi-space: at 2 MB collecting was a fifth of its
+ * profile under `POST /orders` (each scavenge copies the orders in flight, so fewer scavenges cost
+ * less), for some 3 MB more resident (122 MB at most, the flash sale included). bench/results.md
+ * has the measurements.
  */
 export const SERVICE_NODE_FLAGS: Record<ServiceName, string[]> = {
   "db-service": ["--max-semi-space-size=4", "--max-old-space-size=48"],

@@ -49,10 +49,11 @@ function setting(env: NodeJS.ProcessEnv, name: (typeof TRACING_ENV)[number]): st
 }
 
 /**
- * Spans go out in OTLP requests of up to EXPORT_BATCH_SPANS, at least every EXPORT_DELAY_MS: a
- * request costs the same fixed HTTP work whatever it carries. Up to EXPORT_QUEUE_SPANS wait
- * (the SDK's default, which bounds the heap they take when the collector is away); beyond that
- * new spans are dropped, never the service slowed down.
+ * Spans go out in an OTLP request once EXPORT_BATCH_SPANS wait, or EXPORT_DELAY_MS after the
+ * first: a request costs the same fixed HTTP work whatever it carries. Each span is encoded when
+ * it ends (span-export.ts); up to EXPORT_QUEUE_SPANS wait as bytes while a request is out (the
+ * SDK's default, which bounds the memory they take when the collector is away); beyond that new
+ * spans are dropped, never the service slowed down.
  */
 const EXPORT_DELAY_MS = 1000;
 const EXPORT_BATCH_SPANS = 1024;
@@ -102,11 +103,12 @@ export async function startTracing(serviceName: string, env: NodeJS.ProcessEnv =
       setting(env, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") ?? (base && `${base.replace(/\/+$/, "")}/v1/traces`);
     const off = setting(env, "OTEL_SDK_DISABLED") === "true" || setting(env, "OTEL_TRACES_EXPORTER") === "none";
     if (endpoint && !off) {
-      const [sdk, { OTLPTraceExporter }, { detectResources, envDetector, resourceFromAttributes }] = await Promise.all([
-        import("@opentelemetry/sdk-trace"),
-        import("@opentelemetry/exporter-trace-otlp-proto"),
-        import("@opentelemetry/resources"),
-      ]);
+      const [sdk, { EncodingSpanProcessor }, { detectResources, envDetector, resourceFromAttributes }] =
+        await Promise.all([
+          import("@opentelemetry/sdk-trace"),
+          import("./span-export.ts"),
+          import("@opentelemetry/resources"),
+        ]);
       const resource = resourceFromAttributes({ "service.name": serviceName }).merge(
         detectResources({ detectors: [envDetector] }),
       );
@@ -114,8 +116,8 @@ export async function startTracing(serviceName: string, env: NodeJS.ProcessEnv =
         resource,
         sampler: samplerFrom(sdk, env),
         spanProcessors: [
-          new sdk.BatchSpanProcessor({
-            exporter: new OTLPTraceExporter({ url: endpoint }),
+          new EncodingSpanProcessor({
+            url: endpoint,
             scheduledDelayMillis: EXPORT_DELAY_MS,
             maxExportBatchSize: EXPORT_BATCH_SPANS,
             maxQueueSize: EXPORT_QUEUE_SPANS,

@@ -57,6 +57,7 @@ export {
   startBatchSpan,
   startTracing,
   TRACING_ENV,
+  type TracingSetup,
   trace,
   tracer,
 } from "./tracing.ts";

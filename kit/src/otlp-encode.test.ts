@@ -127,10 +127,7 @@ test("spans encoded one by one decode to what the SDK's OTLP transformer sends",
   const expected = theirs(spans);
   const actual = ours(spans);
   // On failure, the JSON shows where they differ.
-  assert.deepEqual(
-    toJson(ExportTraceServiceRequestSchema, actual),
-    toJson(ExportTraceServiceRequestSchema, expected),
-  );
+  assert.deepEqual(toJson(ExportTraceServiceRequestSchema, actual), toJson(ExportTraceServiceRequestSchema, expected));
   assert.ok(equals(ExportTraceServiceRequestSchema, actual, expected));
   const encoded = actual.resourceSpans[0]?.scopeSpans[0]?.spans ?? [];
   assert.equal(encoded.length, spans.length);

@@ -66,6 +66,8 @@ let started = false;
 export interface TracingSetup {
   /** True when spans are recorded and exported. */
   exporting: boolean;
+  /** Sends what is buffered now, and waits for it. */
+  forceFlush(): Promise<void>;
   /** Sends what is buffered, then stops: part of a graceful shutdown. */
   shutdown(): Promise<void>;
 }
@@ -130,6 +132,9 @@ export async function startTracing(serviceName: string, env: NodeJS.ProcessEnv =
   }
   return {
     exporting: provider !== undefined,
+    forceFlush: async () => {
+      await provider?.forceFlush().catch(() => {});
+    },
     shutdown: async () => {
       await provider?.shutdown().catch(() => {});
     },

@@ -1,8 +1,8 @@
+import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
 import { type Context, context, diag, TraceFlags } from "@opentelemetry/api";
 import { type ExportResult, ExportResultCode, type InstrumentationScope, suppressTracing } from "@opentelemetry/core";
 import { OTLPExporterBase } from "@opentelemetry/otlp-exporter-base";
 import { convertLegacyHttpOptions, createOtlpHttpExportDelegate } from "@opentelemetry/otlp-exporter-base/node-http";
-import { type IExportTraceServiceResponse, ProtobufTraceSerializer } from "@opentelemetry/otlp-transformer";
 import type { Resource } from "@opentelemetry/resources";
 import type { ReadableSpan, Span, SpanProcessor } from "@opentelemetry/sdk-trace";
 import { ProtoWriter, writeResource, writeScope, writeSpan } from "./otlp-encode.ts";
@@ -193,8 +193,38 @@ export class EncodingSpanProcessor implements SpanProcessor {
   }
 }
 
+/** ExportTraceServiceResponse: what the exporter logs when the collector rejected spans. */
+interface ExportResponse {
+  partialSuccess?: { rejectedSpans?: string; errorMessage?: string };
+}
+
+/**
+ * Reads ExportTraceServiceResponse's partial_success (field 1: rejected_spans = 1, error_message
+ * = 2) by hand: the SDK's serializer would load its whole transformer (1.5 MB of heap) for it.
+ */
+export function readResponse(data: Uint8Array): ExportResponse {
+  const reader = new BinaryReader(data);
+  const response: ExportResponse = {};
+  while (reader.pos < reader.len) {
+    const [field, wire] = reader.tag();
+    if (field !== 1 || wire !== WireType.LengthDelimited) {
+      reader.skip(wire);
+      continue;
+    }
+    const partial: NonNullable<ExportResponse["partialSuccess"]> = {};
+    const inner = new BinaryReader(reader.bytes());
+    while (inner.pos < inner.len) {
+      const [f, w] = inner.tag();
+      if (f === 1 && w === WireType.Varint) partial.rejectedSpans = String(inner.int64());
+      else if (f === 2 && w === WireType.LengthDelimited) partial.errorMessage = inner.string();
+      else inner.skip(w);
+    }
+    response.partialSuccess = partial;
+  }
+  return response;
+}
+
 const encodedSerializer = {
   serializeRequest: (request: EncodedSpans): Uint8Array => request.bytes,
-  deserializeResponse: (data: Uint8Array): IExportTraceServiceResponse =>
-    ProtobufTraceSerializer.deserializeResponse(data),
+  deserializeResponse: readResponse,
 };

@@ -20,6 +20,11 @@ const FLAGS_IS_REMOTE = 0x200;
 
 const TWO_32 = 2 ** 32;
 
+/** A hex digit's value ('0'-'9', 'a'-'f', 'A'-'F'). */
+function nibble(c: number): number {
+  return c <= 57 ? c - 48 : (c | 32) - 87;
+}
+
 function varintSize(n: number): number {
   let size = 1;
   while (n >= 128) {
@@ -122,12 +127,22 @@ export class ProtoWriter {
 
   string(field: number, s: string): void {
     this.tag(field, WIRE_LEN);
-    // Up to 42 UTF-16 units take at most 126 bytes: a one-byte length, written after.
+    // Up to 42 UTF-16 units take at most 126 bytes: a one-byte length, written after. Short
+    // ASCII (names, keys, most values) is copied here: a call into Buffer's native writer costs
+    // more than the copy.
     if (s.length <= 42) {
       this.ensure(1 + s.length * 3);
-      const n = this.buf.write(s, this.pos + 1, "utf8");
-      this.buf[this.pos] = n;
-      this.pos += 1 + n;
+      const buf = this.buf;
+      const start = this.pos + 1;
+      let i = 0;
+      for (; i < s.length; i++) {
+        const c = s.charCodeAt(i);
+        if (c >= 0x80) break;
+        buf[start + i] = c;
+      }
+      const n = i === s.length ? i : buf.write(s, start, "utf8");
+      buf[this.pos] = n;
+      this.pos = start + n;
       return;
     }
     const n = Buffer.byteLength(s);
@@ -136,13 +151,18 @@ export class ProtoWriter {
     this.pos += this.buf.write(s, this.pos, n, "utf8");
   }
 
-  /** A trace or span id, hex in the SDK, raw bytes on the wire. */
+  /**
+   * A trace or span id, lowercase hex in the SDK (checked by it, by the W3C propagator and by
+   * linkToIds), raw bytes on the wire; decoded here rather than by a native call per id.
+   */
   hexId(field: number, hex: string): void {
     const n = hex.length >>> 1;
     this.tag(field, WIRE_LEN);
     this.ensure(1 + n);
-    this.buf[this.pos] = n;
-    this.pos += 1 + this.buf.write(hex, this.pos + 1, n, "hex");
+    const buf = this.buf;
+    buf[this.pos++] = n;
+    for (let i = 0; i < n; i++)
+      buf[this.pos++] = (nibble(hex.charCodeAt(2 * i)) << 4) | nibble(hex.charCodeAt(2 * i + 1));
   }
 
   raw(field: number, bytes: Uint8Array): void {

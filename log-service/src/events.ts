@@ -1,6 +1,6 @@
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { type LogEvent, LogLevel } from "@merch/gen/merch/log/v1/log_pb";
-import { type FieldViolation, isSecretName, type LevelName, type Link, type LogRecord } from "@merch/kit";
+import { type FieldViolation, isSecretName, type LevelName, type LogRecord } from "@merch/kit";
 
 /** A record ready for a sink: the Kafka key and the JSON text. */
 export interface OutRecord {
@@ -9,10 +9,12 @@ export interface OutRecord {
   /** UTF-8 length of value. */
   bytes: number;
   /**
-   * The span of the request the event came from, which the span publishing its batch links to
-   * (only while spans are exported; never stored).
+   * The ids of the request span the event came from (validateEvent checked them), which the span
+   * publishing its batch links to (only while spans are exported; never stored). Ids, not a
+   * Link: the link is made in sink.ts once per request span of a batch, not once per event.
    */
-  link?: Link;
+  traceId?: string;
+  spanId?: string;
 }
 
 const LEVELS: ReadonlyMap<number, LevelName> = new Map([

@@ -7,15 +7,7 @@ import type {
   StreamLogsRequest,
   StreamLogsResponseSchema,
 } from "@merch/gen/merch/log/v1/log_pb";
-import {
-  ErrorReason,
-  type FieldViolation,
-  invalidArgument,
-  isExporting,
-  linkToIds,
-  raceAbort,
-  rpcError,
-} from "@merch/kit";
+import { ErrorReason, type FieldViolation, invalidArgument, isExporting, raceAbort, rpcError } from "@merch/kit";
 import type { Cursor } from "./batch-queue.ts";
 import type { Counters } from "./counters.ts";
 import { encodeEvent, type OutRecord } from "./events.ts";
@@ -158,13 +150,13 @@ function admit(req: StreamLogsRequest, sink: Sink, cursor: Cursor): InFlight {
 }
 
 /**
- * A traced event's record carries a link to the span of the request that caused it: the span
+ * A traced event's record carries the ids of the span of the request that caused it: the span
  * that publishes its Kafka batch (sink.ts) links to each, one span per batch, not per event.
  */
 function linkToEvent(record: OutRecord, event: LogEvent): void {
   if (event.traceId === "") return;
-  const link = linkToIds(event.traceId, event.spanId);
-  if (link) record.link = link;
+  record.traceId = event.traceId;
+  record.spanId = event.spanId;
 }
 
 /** The counts of a stream's prefix: everything up to the first valid event that was not made durable. */

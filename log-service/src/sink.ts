@@ -1,4 +1,4 @@
-import { endSpan, isExporting, type Link, SpanKind, startBatchSpan } from "@merch/kit";
+import { endSpan, isExporting, type Link, linkToIds, SpanKind, startBatchSpan } from "@merch/kit";
 import { BatchQueue, type Cursor } from "./batch-queue.ts";
 import type { Counters } from "./counters.ts";
 import type { OutRecord } from "./events.ts";
@@ -81,8 +81,15 @@ export class Sink {
  * when the batch is durable (Kafka acknowledged it, or the spool or the file holds it).
  */
 async function publishTraced(writer: Writer, records: readonly OutRecord[]): Promise<number> {
+  // One link per request span: a request's events (two for an order) share it.
   const links: Link[] = [];
-  for (const r of records) if (r.link) links.push(r.link);
+  const seen = new Set<string>();
+  for (const r of records) {
+    if (r.traceId === undefined || r.spanId === undefined || seen.has(r.spanId)) continue;
+    seen.add(r.spanId);
+    const link = linkToIds(r.traceId, r.spanId);
+    if (link) links.push(link);
+  }
   if (links.length === 0) return writer.write(records);
   const span = startBatchSpan(
     "log publish",

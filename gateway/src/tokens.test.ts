@@ -45,6 +45,15 @@ test("issued tokens carry every claim, the session as jti, for 24 hours", async 
   });
 });
 
+test("a login's token lasts 24 hours to the second when its session opened in the second before", async () => {
+  // db-service opened the session at 1000.9 s by the database's clock; the gateway signs at 1001.1 s.
+  const opened = 1_700_000_000_900;
+  const token = await issueToken(settings, { userId: 7, sessionId: SESSION }, inADay(opened), new Date(opened + 200));
+  const claims = JSON.parse(Buffer.from(token.split(".")[1] ?? "", "base64url").toString()) as Record<string, number>;
+  assert.equal(claims.exp, Math.floor(inADay(opened).getTime() / 1000), "ends with its session");
+  assert.equal((claims.exp ?? 0) - (claims.iat ?? 0), TOKEN_LIFETIME_S);
+});
+
 test("a token ends with its session, even if that is sooner than 24 hours", async () => {
   const now = Date.now();
   const token = await issueToken(settings, { userId: 7, sessionId: SESSION }, new Date(now + 60_000), new Date(now));

@@ -15,15 +15,30 @@ export interface TokenSubject {
   sessionId: string;
 }
 
-/** A token for a session db-service opened; it expires with the session, at most 24 h after iat. */
+/**
+ * How long before the token a session counts as opened for it: the login that opened it. Past
+ * this the token is dated now and ends with the session, sooner than 24 h.
+ */
+const OPENED_FOR_LOGIN_S = 60;
+
+/**
+ * A token for a session db-service opened; it expires with the session, at most 24 h after iat.
+ * A login's session was opened a moment before by the database's clock, often in the previous
+ * second: dated now, its token would end with the session 86,399 s later. So the token of a session
+ * opened within OPENED_FOR_LOGIN_S is dated from the session's opening and lasts its full 24 h,
+ * never past the session's end.
+ */
 export async function issueToken(
   settings: TokenSettings,
   subject: TokenSubject,
   sessionExpiresAt: Date,
   now = new Date(),
 ): Promise<string> {
-  const iat = Math.floor(now.getTime() / 1000);
-  const exp = Math.min(iat + TOKEN_LIFETIME_S, Math.floor(sessionExpiresAt.getTime() / 1000));
+  const nowS = Math.floor(now.getTime() / 1000);
+  const sessionEndS = Math.floor(sessionExpiresAt.getTime() / 1000);
+  const openedS = sessionEndS - TOKEN_LIFETIME_S;
+  const iat = openedS <= nowS && nowS - openedS <= OPENED_FOR_LOGIN_S ? openedS : nowS;
+  const exp = Math.min(iat + TOKEN_LIFETIME_S, sessionEndS);
   return new SignJWT({})
     .setProtectedHeader({ alg: "HS256", typ: "JWT" })
     .setSubject(String(subject.userId))

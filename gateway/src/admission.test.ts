@@ -29,6 +29,24 @@ function ask(socket: Socket, path: string): Promise<string> {
   });
 }
 
+/** Opens `n` client connections to `port`, each destroyed when the test ends. */
+async function openClients(t: { after(fn: () => unknown): void }, port: number, n: number): Promise<Socket[]> {
+  const sockets = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<Socket>((resolve, reject) => {
+          const s = connect(port, "127.0.0.1", () => resolve(s));
+          s.once("error", reject);
+        }),
+    ),
+  );
+  t.after(() => {
+    for (const s of sockets) s.destroy();
+  });
+  return sockets;
+}
+
 for (const maxAttached of [1000, 0]) {
   test(`at the limit, idle connections wait unread, and each answer lets the next one in (${maxAttached} attached)`, async (t) => {
     const held: { path: string; res: ServerResponse }[] = [];
@@ -41,19 +59,7 @@ for (const maxAttached of [1000, 0]) {
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     t.after(() => server.close());
     const { port } = server.address() as { port: number };
-    const sockets = await Promise.all(
-      Array.from(
-        { length: 10 },
-        () =>
-          new Promise<Socket>((resolve, reject) => {
-            const s = connect(port, "127.0.0.1", () => resolve(s));
-            s.once("error", reject);
-          }),
-      ),
-    );
-    t.after(() => {
-      for (const s of sockets) s.destroy();
-    });
+    const sockets = await openClients(t, port, 10);
     const answers = sockets.map((s, i) => ask(s, `/${i}`));
     /** Waits until `check` holds, or fails after 5 s. */
     const until = async (what: string, check: () => boolean) => {
@@ -120,22 +126,7 @@ async function gatedServer(t: { after(fn: () => unknown): void }, maxAttached: n
     server.close();
   });
   const { port } = server.address() as { port: number };
-  const open = async (n: number) => {
-    const sockets = await Promise.all(
-      Array.from(
-        { length: n },
-        () =>
-          new Promise<Socket>((resolve, reject) => {
-            const s = connect(port, "127.0.0.1", () => resolve(s));
-            s.once("error", reject);
-          }),
-      ),
-    );
-    t.after(() => {
-      for (const s of sockets) s.destroy();
-    });
-    return sockets;
-  };
+  const open = (n: number) => openClients(t, port, n);
   return { server, admission, accepted, open };
 }
 

@@ -68,17 +68,31 @@ const waitForLinks = (service: string, name: string, targets: string[]) =>
     return found.every((s) => s !== undefined) ? (found as ZipkinSpan[]) : undefined;
   });
 
-const PLACE_ORDERS = "merch.store.v1.orderservice/placeorders";
-
-test("one POST /orders: its trace holds the request; the batches that carried it to db-service, wrote it and published its events link to it", async () => {
-  const api = client(store.url);
-  const account = { sid: "T1", username: "tracer", email: "tracer@example.com", password: "follow the trace" };
+/** Registers an account through the gateway and logs it in: its Bearer token. */
+async function signUp(
+  api: ReturnType<typeof client>,
+  account: { sid: string; username: string; email: string; password: string },
+): Promise<string> {
   assert.equal((await api("POST", "/users/register", { body: account })).status, 201);
   const login = await api<{ token: string }>("POST", "/users/login", {
     body: { username: account.username, password: account.password },
   });
+  assert.equal(login.status, 200);
+  return login.body.token;
+}
+
+const PLACE_ORDERS = "merch.store.v1.orderservice/placeorders";
+
+test("one POST /orders: its trace holds the request; the batches that carried it to db-service, wrote it and published its events link to it", async () => {
+  const api = client(store.url);
+  const token = await signUp(api, {
+    sid: "T1",
+    username: "tracer",
+    email: "tracer@example.com",
+    password: "follow the trace",
+  });
   const placed = await api<{ id: number }>("POST", "/orders", {
-    token: login.body.token,
+    token,
     body: { product_id: 2, quantity: 1 },
   });
   assert.equal(placed.status, 201);
@@ -139,7 +153,7 @@ test("one POST /orders: its trace holds the request; the batches that carried it
   assert.equal(record.record.attributes.order_id, String(placed.body.id));
 
   // A log line written while serving a traced request says which trace it belongs to.
-  await api("POST", "/orders", { token: login.body.token, body: { product_id: 999, quantity: 1 } });
+  await api("POST", "/orders", { token, body: { product_id: 999, quantity: 1 } });
   const deadline = Date.now() + 10_000;
   const traced = () =>
     store.stack.services["db-service"]
@@ -159,17 +173,16 @@ test("orders placed together make batch spans, not spans per order, in the gatew
   // writes, of Kafka records), each linked to the requests it carries. A span per order or per
   // event showing up in a request's or a batch's trace is that cost coming back.
   const api = client(store.url);
-  const account = { sid: "T2", username: "batcher", email: "batcher@example.com", password: "orders together" };
-  assert.equal((await api("POST", "/users/register", { body: account })).status, 201);
-  const login = await api<{ token: string }>("POST", "/users/login", {
-    body: { username: account.username, password: account.password },
+  const token = await signUp(api, {
+    sid: "T2",
+    username: "batcher",
+    email: "batcher@example.com",
+    password: "orders together",
   });
   const started = Date.now();
   const count = 16;
   const placed = await Promise.all(
-    Array.from({ length: count }, () =>
-      api("POST", "/orders", { token: login.body.token, body: { product_id: 3, quantity: 1 } }),
-    ),
+    Array.from({ length: count }, () => api("POST", "/orders", { token, body: { product_id: 3, quantity: 1 } })),
   );
   assert.deepEqual(
     placed.map((r) => r.status),
